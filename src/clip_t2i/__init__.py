@@ -1,0 +1,18 @@
+"""clip-t2i: text-to-image with CLIP alone (robust CLIP / CLIPAG) or with a small CLIP-aided GAN (SCAD)."""
+
+from __future__ import annotations
+
+from clip_t2i.errors import UserError
+
+__version__ = "0.1.0"
+
+
+def load_clip(*args, **kwargs):  # noqa: D103 - thin lazy re-export, see backbones.load_clip
+    from clip_t2i.backbones import load_clip as _load_clip
+
+    return _load_clip(*args, **kwargs)
+
+
+load_clip.__doc__ = "Load any CLIP; see :func:`clip_t2i.backbones.load_clip`."
+
+__all__ = ["UserError", "load_clip", "__version__"]

@@ -1,0 +1,228 @@
+"""Contrastive CLIP training from scratch (or from any ``load_clip`` model), accelerate-based.
+
+``accelerate launch --num_processes N -m clip_t2i.cli train-clip ...`` runs it data-parallel: every
+process draws a disjoint stream (rank-aware data), gradients are averaged by DDP, so all ranks hold the
+same weights. Negatives are the process-local batch (no feature gather).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from clip_t2i.backbones import ClipModel, load_clip
+from clip_t2i.errors import UserError
+from clip_t2i.training.checkpoint import latest_checkpoint, load_state, save_checkpoint
+from clip_t2i.training.common import (
+    Timer,
+    check_run_dir,
+    finite_or_skip,
+    make_accelerator,
+    save_run_config,
+    warmup_cosine,
+)
+from clip_t2i.training.losses import multi_positive_info_nce, positive_mask
+
+
+@dataclass(frozen=True)
+class ClipTrainConfig:
+    """Every option of CLIP training; saved verbatim as ``config.json`` in the run folder."""
+
+    data: str = "shapes"  # shapes | shapes2 | digits | image-text folder | webdataset shards
+    model: str = "vit-t64"  # project config, zoo name or clip-t2i .safetensors to start from
+    out: str = "runs/clip"  # run folder (checkpoints/, logs/, config.json, final.safetensors)
+    steps: int = 3000  # optimizer steps
+    batch_size: int = 256  # per process and per micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer step
+    lr: float = 1e-3  # peak AdamW learning rate
+    weight_decay: float = 0.1  # AdamW decoupled weight decay (not on gains, biases, embeddings)
+    betas: tuple[float, float] = (0.9, 0.98)
+    warmup_steps: int = 200  # linear warm-up, then cosine to 0
+    mixed_precision: str = "no"  # no | bf16 | fp16 (GPU)
+    positives: str = "label"  # label: same ground-truth label = positive (if any); caption: same text
+    seed: int = 0
+    num_workers: int = 0  # dataloader workers per process
+    log_every: int = 25  # steps between TensorBoard scalars / progress updates
+    ckpt_every: int = 500  # steps between checkpoints (0: only at the end)
+    eval_every: int = 0  # steps between quick zero-shot evaluations (0: never)
+    max_minutes: float | None = None  # wall-clock budget; stops (and checkpoints) when exceeded
+    resume: bool = False  # continue from the run folder's latest checkpoint
+    record_samples: bool = False  # write per-rank sample hashes (tests of data splitting)
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        skip = p.ndim < 2 or "embedding" in name or "logit_scale" in name or "ln" in name or "bn" in name
+        (no_decay if skip else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def validate(cfg: ClipTrainConfig) -> None:
+    """Reject impossible settings before any work."""
+    if cfg.steps < 1:
+        raise UserError("--steps must be ≥ 1")
+    if cfg.batch_size < 2:
+        raise UserError("--batch-size must be ≥ 2 for a contrastive loss")
+    if cfg.grad_accum < 1:
+        raise UserError("--grad-accum must be ≥ 1")
+    if cfg.lr <= 0:
+        raise UserError("--lr must be > 0")
+    if cfg.positives not in ("label", "caption"):
+        raise UserError("--positives must be 'label' or 'caption'")
+
+
+def _batch_hash(images: torch.Tensor) -> list[str]:
+    return [hashlib.sha1(im.numpy().tobytes()).hexdigest()[:16] for im in images]
+
+
+def train_clip(cfg: ClipTrainConfig) -> Path:
+    """Train a CLIP contrastively; return the path of the final self-describing safetensors file."""
+    from clip_t2i.data import make_stream
+
+    validate(cfg)
+    run_dir = Path(cfg.out)
+    check_run_dir(run_dir, cfg.resume)
+    clip = load_clip(cfg.model)
+    accelerator = make_accelerator(run_dir, cfg.grad_accum, cfg.mixed_precision)
+    torch.manual_seed(cfg.seed)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    resume_from = latest_checkpoint(run_dir) if cfg.resume else None
+    if cfg.resume and resume_from is None:
+        raise UserError(f"--resume: no checkpoint found in {run_dir}/checkpoints")
+    if resume_from is not None:
+        clip = load_clip(resume_from / "model.safetensors")
+    clip.train()
+    state = load_state(resume_from) if resume_from is not None else {}
+    start_step = int(state.get("step", 0))
+
+    if accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_run_config(run_dir, cfg)
+        accelerator.init_trackers("clip", config={k: str(v) for k, v in cfg.__dict__.items()})
+
+    stream = make_stream(
+        cfg.data,
+        size=clip.image_size,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        rank=rank,
+        world_size=world,
+        start_batch=start_step * cfg.grad_accum,
+        split="train",
+    )
+    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=cfg.num_workers)
+
+    optimizer = torch.optim.AdamW(_param_groups(clip, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=1e-6)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.warmup_steps, cfg.steps))
+    if state:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng_cpu"])
+    model, optimizer = accelerator.prepare(clip, optimizer)
+    unwrapped: ClipModel = accelerator.unwrap_model(model)
+    timer = Timer(cfg.max_minutes)
+    timer.start -= float(state.get("elapsed_s", 0.0))
+    log_file = run_dir / "train.log"
+
+    def log(msg: str) -> None:
+        if accelerator.is_main_process:
+            with open(log_file, "a") as f:
+                f.write(msg + "\n")
+
+    def checkpoint(step: int) -> None:
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            st = {
+                "step": step,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng_cpu": torch.get_rng_state(),
+                "elapsed_s": timer.elapsed_s,
+            }
+            save_checkpoint(run_dir, step, unwrapped.save, st)
+        accelerator.wait_for_everyone()
+
+    samples_file = run_dir / f"samples_rank{rank}.txt" if cfg.record_samples else None
+    bar = tqdm(
+        total=cfg.steps,
+        initial=start_step,
+        disable=not (cfg.progress and accelerator.is_main_process),
+        desc="train-clip",
+        dynamic_ncols=True,
+    )
+    data_iter = iter(loader)
+    step = start_step
+    skipped = 0
+    while step < cfg.steps:
+        for _ in range(cfg.grad_accum):
+            batch = next(data_iter)
+            images = batch["image"].to(accelerator.device, non_blocking=True)
+            if samples_file is not None:
+                with open(samples_file, "a") as f:
+                    f.write("\n".join(_batch_hash(batch["image"])) + "\n")
+            keys = batch["label"] if (cfg.positives == "label" and "label" in batch) else batch["caption"]
+            tokens = unwrapped.tokenize(batch["caption"])
+            with accelerator.accumulate(model), accelerator.autocast():
+                logits = model(images, tokens)
+                loss = multi_positive_info_nce(logits.float(), positive_mask(keys).to(logits.device))
+                if not finite_or_skip(loss.detach(), step, log):
+                    skipped += 1
+                    optimizer.zero_grad(set_to_none=True)
+                    continue
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+        with torch.no_grad():
+            unwrapped.model.logit_scale.clamp_(0, 4.6052)  # s ≤ 100, as in CLIP
+        step += 1
+        bar.update(1)
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            scalars = {
+                "loss": loss.item(),
+                "lr": scheduler.get_last_lr()[0],
+                "logit_scale": unwrapped.logit_scale.exp().item(),
+            }
+            accelerator.log(scalars, step=step)
+            bar.set_postfix(loss=f"{scalars['loss']:.3f}", s=f"{scalars['logit_scale']:.1f}")
+            log(json.dumps({"step": step, **scalars, "elapsed_s": round(timer.elapsed_s, 1)}))
+        if cfg.eval_every and step % cfg.eval_every == 0 and accelerator.is_main_process:
+            _quick_eval(unwrapped, cfg.data, accelerator, step, log)
+        if cfg.ckpt_every and step % cfg.ckpt_every == 0 and step < cfg.steps:
+            checkpoint(step)
+        if timer.expired:
+            log(f"time budget of {cfg.max_minutes} min reached at step {step}")
+            break
+    bar.close()
+    checkpoint(step)
+    final = run_dir / "final.safetensors"
+    if accelerator.is_main_process:
+        unwrapped.save(final, extra={"steps": str(step), "elapsed_s": f"{timer.elapsed_s:.1f}"})
+        log(json.dumps({"done": True, "step": step, "elapsed_s": round(timer.elapsed_s, 1), "skipped": skipped}))
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return final
+
+
+def _quick_eval(clip: ClipModel, data: str, accelerator, step: int, log) -> None:
+    from clip_t2i.metrics.zeroshot import quick_zero_shot
+
+    was_training = clip.training
+    clip.eval()
+    res = quick_zero_shot(clip, data)
+    clip.train(was_training)
+    if res:
+        accelerator.log({f"eval/{k}": v for k, v in res.items()}, step=step)
+        log(json.dumps({"step": step, "eval": res}))

@@ -1,0 +1,80 @@
+"""Machinery shared by every training loop: accelerate set-up, schedules, run folders, NaN guard."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from clip_t2i.errors import UserError
+from clip_t2i.utils.io import atomic_write_text
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int, min_ratio: float = 0.0):
+    """LR multiplier: linear warm-up to 1 over ``warmup_steps``, then cosine decay to ``min_ratio``."""
+
+    def fn(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        t = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+    return fn
+
+
+def make_accelerator(run_dir: Path, grad_accum: int, mixed_precision: str, tensorboard: bool = True):
+    """An ``accelerate.Accelerator`` logging to TensorBoard under ``run_dir``."""
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
+
+    if mixed_precision not in ("no", "fp16", "bf16"):
+        raise UserError(f"--mixed-precision must be no, fp16 or bf16, not {mixed_precision!r}")
+    if mixed_precision == "fp16" and not torch.cuda.is_available():
+        raise UserError("--mixed-precision fp16 needs a GPU; use bf16 on CPU")
+    return Accelerator(
+        gradient_accumulation_steps=grad_accum,
+        mixed_precision=mixed_precision,
+        log_with="tensorboard" if tensorboard else None,
+        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
+    )
+
+
+def save_run_config(run_dir: Path, cfg: Any) -> None:
+    """Write the resolved config as ``config.json`` before training starts."""
+    data = asdict(cfg) if is_dataclass(cfg) else dict(cfg)
+    atomic_write_text(run_dir / "config.json", json.dumps(data, indent=2, default=str) + "\n")
+
+
+def check_run_dir(run_dir: Path, resume: bool) -> None:
+    """Refuse to silently mix a new run into an old one."""
+    if not resume and (run_dir / "checkpoints").exists() and any((run_dir / "checkpoints").glob("step_*")):
+        raise UserError(f"{run_dir} already holds checkpoints; pass --resume to continue or choose another --out")
+
+
+def finite_or_skip(loss: torch.Tensor, step: int, log) -> bool:
+    """True if the loss is finite; otherwise log the skipped step and return False."""
+    if torch.isfinite(loss).all():
+        return True
+    log(f"step {step}: non-finite loss ({loss.item()}), step skipped")
+    return False
+
+
+class Timer:
+    """Wall-clock budget: ``expired`` once ``minutes`` have passed (None = never)."""
+
+    def __init__(self, minutes: float | None) -> None:
+        self.start = time.time()
+        self.minutes = minutes
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.time() - self.start
+
+    @property
+    def expired(self) -> bool:
+        return self.minutes is not None and self.elapsed_s > self.minutes * 60

@@ -1,0 +1,1 @@
+"""clip_t2i.utils."""
