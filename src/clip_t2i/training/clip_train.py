@@ -101,14 +101,10 @@ def train_clip(cfg: ClipTrainConfig) -> Path:
         raise UserError(f"--resume: no checkpoint found in {run_dir}/checkpoints")
     if resume_from is not None:
         clip = load_clip(resume_from / "model.safetensors")
+    clip.config["train_data"] = cfg.data if cfg.data in ("shapes", "shapes2", "digits") else "custom"
     clip.train()
     state = load_state(resume_from) if resume_from is not None else {}
     start_step = int(state.get("step", 0))
-
-    if accelerator.is_main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_run_config(run_dir, cfg)
-        accelerator.init_trackers("clip", config={k: str(v) for k, v in cfg.__dict__.items()})
 
     stream = make_stream(
         cfg.data,
@@ -120,6 +116,11 @@ def train_clip(cfg: ClipTrainConfig) -> Path:
         start_batch=start_step * cfg.grad_accum,
         split="train",
     )
+    if accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_run_config(run_dir, cfg)
+        accelerator.init_trackers("clip", config={k: str(v) for k, v in cfg.__dict__.items()})
+
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=cfg.num_workers)
 
     optimizer = torch.optim.AdamW(_param_groups(clip, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=1e-6)
@@ -207,6 +208,11 @@ def train_clip(cfg: ClipTrainConfig) -> Path:
             break
     bar.close()
     checkpoint(step)
+    if cfg.record_samples:
+        digest = hashlib.sha1()
+        for k, v in sorted(unwrapped.model.state_dict().items()):
+            digest.update(k.encode() + v.detach().cpu().float().numpy().tobytes())
+        (run_dir / f"weights_rank{rank}.sha1").write_text(digest.hexdigest() + "\n")
     final = run_dir / "final.safetensors"
     if accelerator.is_main_process:
         unwrapped.save(final, extra={"steps": str(step), "elapsed_s": f"{timer.elapsed_s:.1f}"})
