@@ -97,7 +97,7 @@ def test_two_processes_identical_weights_disjoint_samples(tmp_path):
     out = tmp_path / "ddp"
     accelerate = Path(sys.executable).with_name("accelerate")
     cmd = [
-        str(accelerate), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+        str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
         "--mixed_precision", "no", "--dynamo_backend", "no",
         "-m", "clip_t2i.cli", "train-clip", "--data", "shapes", "--model", "vit-t32", "--steps", "3",
         "--batch-size", "8", "--warmup-steps", "1", "--ckpt-every", "0", "--out", str(out), "--record-samples",

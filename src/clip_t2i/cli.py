@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -78,7 +79,8 @@ def train_clip_cmd(
         _print_json(asdict(cfg))
         return
     final = train_clip(cfg)
-    typer.echo(f"saved {final}")
+    if os.environ.get("RANK", "0") == "0":
+        typer.echo(f"saved {final}")
 
 
 @app.command("eval-clip")
@@ -154,6 +156,23 @@ def demo(
         + ", ".join(f"{a} {seen[a]:.1%}" for a in ("colour", "shape", "size", "position"))
     )
     typer.echo(f"model: {final}\nresults: {out / 'zero_shot.json'}")
+
+
+# Commands of other packages live beside their code; each module exposes ``register(app)``.
+_COMMAND_MODULES = ("clip_t2i.robust.commands", "clip_t2i.renderers.commands", "clip_t2i.gan.commands",
+                    "clip_t2i.metrics.commands")
+
+
+def _register_command_modules() -> None:
+    import importlib
+    import importlib.util
+
+    for name in _COMMAND_MODULES:
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name).register(app)
+
+
+_register_command_modules()
 
 
 def main() -> None:

@@ -92,9 +92,9 @@ def train_clip(cfg: ClipTrainConfig) -> Path:
     validate(cfg)
     run_dir = Path(cfg.out)
     check_run_dir(run_dir, cfg.resume)
+    torch.manual_seed(cfg.seed)  # before building the model: its initialisation is part of the run
     clip = load_clip(cfg.model)
     accelerator = make_accelerator(run_dir, cfg.grad_accum, cfg.mixed_precision)
-    torch.manual_seed(cfg.seed)
     rank, world = accelerator.process_index, accelerator.num_processes
     resume_from = latest_checkpoint(run_dir) if cfg.resume else None
     if cfg.resume and resume_from is None:

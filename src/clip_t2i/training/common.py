@@ -37,6 +37,7 @@ def make_accelerator(run_dir: Path, grad_accum: int, mixed_precision: str, tenso
     if mixed_precision == "fp16" and not torch.cuda.is_available():
         raise UserError("--mixed-precision fp16 needs a GPU; use bf16 on CPU")
     return Accelerator(
+        cpu=not torch.cuda.is_available(),  # several CPU processes then use gloo (e.g. accelerate launch --multi_gpu)
         gradient_accumulation_steps=grad_accum,
         mixed_precision=mixed_precision,
         log_with="tensorboard" if tensorboard else None,

@@ -1,7 +1,7 @@
 """The zoo: small models trained by this project, shipped as fp16 safetensors inside the package.
 
-``zoo/index.json`` maps each name to its file and model card; every entry is reproducible by the command in
-its card (``zoo/<name>.md``).
+Each model is three files: ``<name>.safetensors`` (weights), ``<name>.json`` (entry: ``file``, ``kind``,
+``metrics``, ``command``) and ``<name>.md`` (model card: the command that reproduces it, time, metrics).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from clip_t2i.errors import UserError
 
 
 @lru_cache(maxsize=1)
-def _index() -> dict[str, dict[str, str]]:
-    f = resources.files("clip_t2i.zoo") / "index.json"
-    return json.loads(f.read_text()) if f.is_file() else {}
+def _index() -> dict[str, dict]:
+    root = Path(str(resources.files("clip_t2i.zoo")))
+    return {f.stem: json.loads(f.read_text()) for f in sorted(root.glob("*.json"))}
 
 
 def list_zoo() -> list[str]:
@@ -36,7 +36,7 @@ def zoo_path(name: str) -> Path:
     return path
 
 
-def zoo_entry(name: str) -> dict[str, str]:
-    """The index entry (file, kind, card) of a bundled model."""
+def zoo_entry(name: str) -> dict:
+    """The entry (file, kind, metrics, command) of a bundled model."""
     zoo_path(name)
     return dict(_index()[name])
