@@ -23,6 +23,7 @@ from clip_t2i.training.common import (
     check_run_dir,
     finite_or_skip,
     make_accelerator,
+    param_groups,
     save_run_config,
     warmup_cosine,
 )
@@ -36,13 +37,13 @@ class ClipTrainConfig:
     data: str = "shapes"  # shapes | shapes2 | digits | image-text folder | webdataset shards
     model: str = "vit-t64"  # project config, zoo name or clip-t2i .safetensors to start from
     out: str = "runs/clip"  # run folder (checkpoints/, logs/, config.json, final.safetensors)
-    steps: int = 3000  # optimizer steps
+    steps: int = 800  # optimizer steps
     batch_size: int = 256  # per process and per micro-batch
     grad_accum: int = 1  # micro-batches per optimizer step
-    lr: float = 1e-3  # peak AdamW learning rate
+    lr: float = 2e-3  # peak AdamW learning rate
     weight_decay: float = 0.1  # AdamW decoupled weight decay (not on gains, biases, embeddings)
     betas: tuple[float, float] = (0.9, 0.98)
-    warmup_steps: int = 200  # linear warm-up, then cosine to 0
+    warmup_steps: int = 80  # linear warm-up, then cosine to 0
     mixed_precision: str = "no"  # no | bf16 | fp16 (GPU)
     positives: str = "label"  # label: same ground-truth label = positive (if any); caption: same text
     seed: int = 0
@@ -55,16 +56,6 @@ class ClipTrainConfig:
     record_samples: bool = False  # write per-rank sample hashes (tests of data splitting)
     progress: bool = True
     extra: dict = field(default_factory=dict)
-
-
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        skip = p.ndim < 2 or "embedding" in name or "logit_scale" in name or "ln" in name or "bn" in name
-        (no_decay if skip else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def validate(cfg: ClipTrainConfig) -> None:
@@ -123,7 +114,7 @@ def train_clip(cfg: ClipTrainConfig) -> Path:
 
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=cfg.num_workers)
 
-    optimizer = torch.optim.AdamW(_param_groups(clip, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=1e-6)
+    optimizer = torch.optim.AdamW(param_groups(clip, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=1e-6)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.warmup_steps, cfg.steps))
     if state:
         optimizer.load_state_dict(state["optimizer"])

@@ -27,6 +27,17 @@ def warmup_cosine(warmup_steps: int, total_steps: int, min_ratio: float = 0.0):
     return fn
 
 
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups over trainable parameters: decay on matrices, none on gains, biases, embeddings, scales."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        skip = p.ndim < 2 or "embedding" in name or "logit_scale" in name or "ln" in name or "bn" in name
+        (no_decay if skip else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
 def make_accelerator(run_dir: Path, grad_accum: int, mixed_precision: str, tensorboard: bool = True):
     """An ``accelerate.Accelerator`` logging to TensorBoard under ``run_dir``."""
     from accelerate import Accelerator

@@ -40,3 +40,60 @@ def zoo_entry(name: str) -> dict:
     """The entry (file, kind, metrics, command) of a bundled model."""
     zoo_path(name)
     return dict(_index()[name])
+
+
+def zoo_dir() -> Path:
+    """The folder holding the bundled models (inside the installed package)."""
+    return Path(str(resources.files("clip_t2i.zoo")))
+
+
+def write_entry(
+    name: str,
+    *,
+    kind: str,
+    metrics: dict,
+    command: str,
+    train_time_s: float,
+    description: str,
+    notes: str = "",
+    file: str | None = None,
+) -> Path:
+    """Write ``<name>.json`` (entry) and ``<name>.md`` (model card) beside ``<name>.safetensors``."""
+    from clip_t2i.utils.io import atomic_write_text
+
+    file = file or f"{name}.safetensors"
+    weights = zoo_dir() / file
+    if not weights.is_file():
+        raise UserError(f"write the weights {weights} before the zoo entry")
+    entry = {
+        "file": file,
+        "kind": kind,
+        "description": description,
+        "command": command,
+        "train_time_s": round(train_time_s, 1),
+        "size_bytes": weights.stat().st_size,
+        "metrics": metrics,
+    }
+    rows = "\n".join(f"| {k} | {v} |" for k, v in _flatten(metrics).items())
+    card = (
+        f"# {name}\n\n{description}\n\n"
+        f"* kind: `{kind}`\n* file: `{file}` ({weights.stat().st_size / 1e6:.2f} MB, fp16)\n"
+        f"* training time: {train_time_s / 60:.1f} min on the 2-core CPU\n\n"
+        f"## Reproduce\n\n```bash\n{command}\n```\n\n## Metrics\n\n| metric | value |\n|---|---|\n{rows}\n"
+        + (f"\n## Notes\n\n{notes}\n" if notes else "")
+    )
+    atomic_write_text(zoo_dir() / f"{name}.json", json.dumps(entry, indent=2) + "\n")
+    atomic_write_text(zoo_dir() / f"{name}.md", card)
+    _index.cache_clear()
+    return zoo_dir() / f"{name}.json"
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = f"{v:.4f}" if isinstance(v, float) else str(v)
+    return out
