@@ -247,3 +247,12 @@ def test_cli_bad_model_is_one_line(tmp_path):
     assert r.stdout == ""
     assert r.stderr.strip().count("\n") == 0 and "did you mean" in r.stderr
     assert not list(Path(tmp_path).iterdir())
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_unreadable_file_is_one_line_error(tmp_path, suffix):
+    bad = tmp_path / f"broken{suffix}"
+    bad.write_bytes(b"\x00not a checkpoint at all" * 10)
+    with pytest.raises(UserError, match="cannot read") as e:
+        load_clip(bad) if suffix == ".safetensors" else load_clip("vit-t64", pretrained=bad)
+    assert "\n" not in str(e.value)

@@ -77,10 +77,14 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         with torch.serialization.safe_globals(_numpy_safe_globals()):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsupported content"
+        import re
+
+        found = re.search(r"(unsupported GLOBAL [\w.]+|Unsupported global: [^\n]+)", str(e))
+        if found is None:
+            raise UserError(f"cannot read checkpoint {path}: not a torch or safetensors weights file") from None
         raise UserError(
             f"refusing to load {path}: it holds Python objects beyond tensors and numpy scalars "
-            f"({first[:160]}); convert it to safetensors with code you trust"
+            f"({found.group(1)[:120]}); convert it to safetensors with code you trust"
         ) from None
     except (RuntimeError, OSError, EOFError, ValueError) as e:
         raise UserError(f"cannot read checkpoint {path}: {str(e).splitlines()[0][:200]}") from None
