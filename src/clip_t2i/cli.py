@@ -61,6 +61,7 @@ def train_clip_cmd(
     resume: Annotated[bool, typer.Option(help="Continue from the run's latest checkpoint")] = False,
     record_samples: Annotated[bool, typer.Option(hidden=True)] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
+    threads: Annotated[int, typer.Option(help="CPU threads (0: auto, 1 when the machine is busy)")] = 0,
     dry_run: Annotated[bool, typer.Option(help="Print the resolved config and exit")] = False,
 ) -> None:
     """Train a CLIP contrastively (use ``accelerate launch`` for several processes)."""
@@ -72,7 +73,7 @@ def train_clip_cmd(
         data=data, model=model, out=str(out), steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
         weight_decay=weight_decay, warmup_steps=warmup_steps, mixed_precision=mixed_precision, positives=positives,
         seed=seed, num_workers=num_workers, ckpt_every=ckpt_every, eval_every=eval_every, max_minutes=max_minutes,
-        resume=resume, record_samples=record_samples, progress=progress,
+        resume=resume, record_samples=record_samples, progress=progress, threads=threads,
     )
     validate(cfg)
     if dry_run:
@@ -145,7 +146,8 @@ def demo(
     if out.exists():
         shutil.rmtree(out)
     cfg = ClipTrainConfig(
-        data="shapes", model="vit-t64", out=str(out), steps=100_000, max_minutes=minutes, warmup_steps=50, ckpt_every=0
+        data="shapes", model="vit-t64", out=str(out), steps=max(20, int(150 * minutes)), max_minutes=minutes,
+        warmup_steps=15, ckpt_every=0,
     )
     final = train_clip(cfg)
     result = evaluate_clip(load_clip(final), ["shapes"], n=480)

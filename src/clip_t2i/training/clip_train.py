@@ -20,6 +20,7 @@ from clip_t2i.errors import UserError
 from clip_t2i.training.checkpoint import latest_checkpoint, load_state, save_checkpoint
 from clip_t2i.training.common import (
     Timer,
+    auto_threads,
     check_run_dir,
     finite_or_skip,
     make_accelerator,
@@ -55,6 +56,7 @@ class ClipTrainConfig:
     resume: bool = False  # continue from the run folder's latest checkpoint
     record_samples: bool = False  # write per-rank sample hashes (tests of data splitting)
     progress: bool = True
+    threads: int = 0  # torch CPU threads; 0 = auto (1 on a busy machine, else all cores)
     extra: dict = field(default_factory=dict)
 
 
@@ -83,6 +85,7 @@ def train_clip(cfg: ClipTrainConfig) -> Path:
     validate(cfg)
     run_dir = Path(cfg.out)
     check_run_dir(run_dir, cfg.resume)
+    auto_threads(cfg.threads)
     torch.manual_seed(cfg.seed)  # before building the model: its initialisation is part of the run
     clip = load_clip(cfg.model)
     accelerator = make_accelerator(run_dir, cfg.grad_accum, cfg.mixed_precision)
