@@ -15,4 +15,13 @@ def load_clip(*args, **kwargs):  # noqa: D103 - thin lazy re-export, see backbon
 
 load_clip.__doc__ = "Load any CLIP; see :func:`clip_t2i.backbones.load_clip`."
 
-__all__ = ["UserError", "load_clip", "__version__"]
+
+def generate(*args, **kwargs):  # noqa: D103 - thin lazy re-export, see pipeline.generate
+    from clip_t2i.pipeline import generate as _generate
+
+    return _generate(*args, **kwargs)
+
+
+generate.__doc__ = "Text to images with CLIP guidance; see :func:`clip_t2i.pipeline.generate`."
+
+__all__ = ["UserError", "generate", "load_clip", "__version__"]

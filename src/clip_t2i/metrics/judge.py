@@ -407,6 +407,37 @@ def prompt_domain(prompt: str) -> str | None:
     return "shapes" if attrs["colour"] is not None or attrs["shape"] is not None else None
 
 
+def shapes_eval_prompts(n: int = 100, seed: int = 0) -> list[dict[str, Any]]:
+    """``n`` one-object prompts over colour x shape x position (120 triples), every held-out triple included.
+
+    Each entry: ``{"prompt", "colour", "shape", "size", "position", "heldout"}``; the prompt is the canonical
+    caption ("a small red circle on the left") with a random size word. Triples are drawn without replacement
+    while ``n <= 120`` (the 12 held-out ones first), then cycle.
+    """
+    import itertools
+
+    from clip_t2i.data.shapes import _HELDOUT_TRIPLES, COLOURS, POSITIONS, SHAPES, SIZES, ShapesWorld
+
+    if n < 1:
+        raise UserError(f"need n >= 1 prompts, got {n}")
+    g = torch.Generator().manual_seed(seed)
+    held = set(_HELDOUT_TRIPLES)
+    seen = [t for t in itertools.product(range(6), range(4), range(5)) if t not in held]
+    order = [seen[i] for i in torch.randperm(len(seen), generator=g).tolist()]
+    triples = list(_HELDOUT_TRIPLES) + order
+    triples = (triples * (n // len(triples) + 1))[:n]
+    triples = [triples[i] for i in torch.randperm(n, generator=g).tolist()]
+    sizes = torch.randint(0, 2, (n,), generator=g).tolist()
+    world = ShapesWorld(level="one", split="all")
+    captions = world.canonical_caption_list()
+    out = []
+    for (c, s, p), z in zip(triples, sizes, strict=True):
+        label = ((c * len(SHAPES) + s) * len(SIZES) + z) * len(POSITIONS) + p
+        out.append({"prompt": captions[label], "colour": COLOURS[c], "shape": SHAPES[s], "size": SIZES[z],
+                    "position": POSITIONS[p], "heldout": (c, s, p) in held})
+    return out
+
+
 # ------------------------------------------------------------------------------------------------ judging
 @dataclass
 class JudgeReport:
@@ -504,6 +535,8 @@ def judge_directory(path: str | Path, all_attributes: Sequence[str] = ("colour",
     groups: dict[str, list[tuple[Path, str, Tensor]]] = {"shapes": [], "digits": []}
     for f in files:
         record, image = read_image_record(f)
+        if record and record.get("kind") == "grid":
+            continue
         prompt = record.get("prompt") if record else None
         if not prompt:
             raise UserError(f"{f.name} carries no prompt (no PNG text chunk, no {f.stem}.json sidecar)")
@@ -546,7 +579,7 @@ def zoo_card(name: str, kind: str, metrics: dict, command: str, n_params: int, s
                       if kind == "shapes" else "digits train split (1437 images) at 32x32, scale/shift jitter"),
         "- augmentation: brightness +-0.06, contrast x[0.85,1.15], saturation x[0.8,1.2], channel gain "
         "x[0.93,1.07], blur sigma<=1 px (p=0.5), noise std<=0.06",
-        f"- training time: {metrics.get('train_seconds', math.nan):.0f} s on 2 shared CPU cores",
+        f"- training time: {metrics.get('train_seconds', math.nan):.0f} s on a 2-core CPU (may be shared)",
         "",
         "## Reproduce",
         "",

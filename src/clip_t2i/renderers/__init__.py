@@ -1,1 +1,34 @@
-"""clip_t2i.renderers."""
+"""Renderers (what is optimised) behind one protocol, their registry, presets and output files.
+
+Built in: ``pixels`` (raw pixels) and ``pyramid`` (a Laplacian pyramid of pixels), see
+:mod:`~clip_t2i.renderers.pixels`. Add one with :func:`register_renderer` on a class with ``name``,
+an ``Options`` dataclass and ``init`` / ``render`` / ``project`` / ``param_groups``.
+
+Exports are loaded lazily so that ``clip_t2i.renderers.commands`` (imported by the CLI at start-up) stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "InitContext": "base",
+    "Renderer": "base",
+    "build_renderer": "base",
+    "list_renderers": "base",
+    "register_renderer": "base",
+    "renderer_class": "base",
+    "Preset": "presets",
+    "add_preset": "presets",
+    "get_preset": "presets",
+    "list_presets": "presets",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"clip_t2i.renderers.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'clip_t2i.renderers' has no attribute {name!r}")

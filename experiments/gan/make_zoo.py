@@ -1,0 +1,37 @@
+"""Export a trained GAN run as a zoo entry (fp16 generator referencing the zoo CLIP) with its final metrics.
+
+Usage: ``python experiments/gan/make_zoo.py RUN --name shapes-scad [--clip-ref shapes-clip]
+[--folder src/clip_t2i/zoo] [--command "clip-t2i train-gan ..."]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from clip_t2i.gan.model import export_zoo
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run", type=Path)
+    ap.add_argument("--name", default="shapes-scad")
+    ap.add_argument("--clip-ref", default="shapes-clip")
+    ap.add_argument("--folder", type=Path, default=Path("src/clip_t2i/zoo"))
+    ap.add_argument("--command", default="")
+    args = ap.parse_args()
+    evals = [json.loads(ln) for ln in (args.run / "eval.jsonl").read_text().splitlines() if ln.strip()]
+    metrics = {k: v for k, v in evals[-1].items() if isinstance(v, int | float)} if evals else {}
+    cfg = json.loads((args.run / "config.json").read_text())
+    command = args.command or (
+        f"clip-t2i train-gan --variant {cfg['variant']} --clip {args.clip_ref} --steps {cfg['steps']} "
+        f"--batch-size {cfg['batch_size']} --seed {cfg['seed']} --threads 1"
+        + "".join(f" --set {o}" for o in cfg.get("overrides", []))
+    )
+    print(export_zoo(args.run / "final.safetensors", args.name, args.folder, clip_ref=args.clip_ref,
+                     metrics=metrics, command=command))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""CLI commands of the GAN package: ``train-gan`` and ``sample`` (registered by ``clip_t2i.cli``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from clip_t2i.errors import UserError
+
+
+def train_gan_cmd(
+    variant: Annotated[str, typer.Option(help="galip | scad | scad-mi | scad-dd | scad-global | scad-nosn | "
+                                              "scad-hinge, or a variant .json")] = "scad",
+    clip: Annotated[str, typer.Option(help="CLIP to wrap (zoo name, .safetensors, config); stays frozen")] = "vit-t64",
+    data: Annotated[str, typer.Option(help="shapes | shapes2 | digits | image-text folder | shards")] = "shapes",
+    out: Annotated[Path, typer.Option(help="Run folder")] = Path("runs/gan"),
+    steps: Annotated[int, typer.Option(help="Iterations (one D step + one G step each)")] = 2000,
+    batch_size: Annotated[int, typer.Option(help="Batch size")] = 32,
+    lr_g: Annotated[float, typer.Option(help="Adam lr of G")] = 1e-4,
+    lr_d: Annotated[float, typer.Option(help="Adam lr of D (and Q)")] = 4e-4,
+    ema_beta: Annotated[float, typer.Option(help="EMA decay of G per step")] = 0.999,
+    mi_weight: Annotated[float | None, typer.Option(help="λ of the MI term (overrides the variant)")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="SECTION.KEY=VALUE override, repeatable "
+                                                              "(e.g. discriminator.spectral_norm=false)")] = None,
+    resolution: Annotated[int | None, typer.Option(help="Output side (default: the CLIP's input size)")] = None,
+    mixed_precision: Annotated[str, typer.Option(help="no | bf16 | fp16 (GPU)")] = "no",
+    seed: Annotated[int, typer.Option()] = 0,
+    threads: Annotated[int, typer.Option(help="torch threads (0 = default)")] = 0,
+    num_workers: Annotated[int, typer.Option(help="DataLoader workers")] = 0,
+    log_every: Annotated[int, typer.Option()] = 25,
+    sample_every: Annotated[int, typer.Option(help="Steps between sample grids (0 = never)")] = 250,
+    eval_every: Annotated[int, typer.Option(help="Steps between FID/mPPD/judge evals (0 = at the end, -1 = never)")
+                          ] = 500,
+    eval_n_fid: Annotated[int, typer.Option(help="Fakes per FID evaluation")] = 480,
+    eval_judge: Annotated[str, typer.Option(help="auto (zoo shapes-judge) | none | judge .safetensors")] = "auto",
+    ckpt_every: Annotated[int, typer.Option(help="Steps between checkpoints (0 = at the end)")] = 500,
+    max_minutes: Annotated[float | None, typer.Option(help="Wall-clock budget")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the run's latest checkpoint")] = False,
+    embed_clip: Annotated[str, typer.Option(help="auto (unless zoo CLIP) | always | never")] = "auto",
+    progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
+    dry_run: Annotated[bool, typer.Option(help="Print the resolved config and exit")] = False,
+) -> None:
+    """Train the CLIP-aided GAN (GALIP baseline or a SCAD variant) and write a self-describing generator."""
+    from dataclasses import asdict
+
+    from clip_t2i.gan.train import GanTrainConfig, train_gan, validate
+
+    overrides = list(set_ or [])
+    if mi_weight is not None:
+        overrides.append(f"loss.mi_weight={mi_weight}")
+    cfg = GanTrainConfig(
+        variant=variant, overrides=tuple(overrides), clip=clip, data=data, out=str(out), steps=steps,
+        batch_size=batch_size, lr_g=lr_g, lr_d=lr_d, ema_beta=ema_beta, resolution=resolution,
+        mixed_precision=mixed_precision, seed=seed, threads=threads, num_workers=num_workers, log_every=log_every,
+        sample_every=sample_every, eval_every=eval_every, eval_n_fid=eval_n_fid, eval_judge=eval_judge,
+        ckpt_every=ckpt_every,
+        max_minutes=max_minutes, resume=resume, embed_clip=embed_clip, progress=progress,
+    )
+    gan_cfg = validate(cfg)
+    if dry_run:
+        sys.stdout.write(json.dumps({**asdict(cfg), "gan": gan_cfg.to_dict()}, default=str) + "\n")
+        return
+    if cfg.resolution is not None:  # check resolution against the CLIP before creating anything on disk
+        from clip_t2i.backbones import load_clip
+        from clip_t2i.gan.networks import FrozenViT, stage_sizes
+
+        vit = FrozenViT(load_clip(clip))
+        stage_sizes(vit.grid, cfg.resolution, vit.image_size)
+    final = train_gan(cfg)
+    typer.echo(f"saved {final}")
+
+
+def sample_cmd(
+    prompt: Annotated[list[str] | None, typer.Argument(help="Prompt(s); or use --prompts FILE")] = None,
+    gan: Annotated[str, typer.Option("--gan", help="GAN checkpoint: zoo name, .safetensors, run folder")] = "",
+    n: Annotated[int, typer.Option(help="Images per prompt")] = 16,
+    out: Annotated[Path, typer.Option(help="Output folder")] = Path("outputs/gan"),
+    seed: Annotated[int, typer.Option(help="First seed; image i of a prompt uses seed + i")] = 0,
+    prompts: Annotated[Path | None, typer.Option("--prompts", help="Text file, one prompt per line")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass")] = 256,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+) -> None:
+    """Generate images with a trained GAN: PNGs (prompt, seed, model in text chunks) plus JSON sidecars."""
+    from clip_t2i.gan.sample import check_prompts, read_prompt_file, sample
+
+    if not gan:
+        raise UserError("--gan is required (a zoo name, a .safetensors file or a run folder)")
+    items = list(prompt or [])
+    if prompts is not None:
+        items += read_prompt_file(prompts)
+    if not items:
+        raise UserError("give a prompt or --prompts FILE")
+    items = check_prompts(items)
+    if n < 1:
+        raise UserError(f"--n must be ≥ 1, got {n}")
+    result = sample(gan, items, n=n, seed=seed, out=out, batch_size=batch_size)
+    if as_json:
+        sys.stdout.write(json.dumps({"out": str(out), "model": result.model, **result.info,
+                                     "images": result.records()}) + "\n")
+        return
+    typer.echo(f"wrote {len(result.paths)} images for {len(items)} prompt(s) to {out}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``train-gan`` and ``sample`` to the ``clip-t2i`` app."""
+    app.command("train-gan")(train_gan_cmd)
+    app.command("sample")(sample_cmd)

@@ -1,0 +1,159 @@
+"""Periodic / final evaluation of a generator: FID, mPPD and judge accuracy on the shapes world.
+
+Shapes (one object), all prompts canonical captions, fixed seeds, so numbers are comparable across runs:
+
+* **FID**: ``n_fid`` fakes for labels drawn balanced over the *train* combinations vs ``n_real`` real renders
+  of the same label distribution; on judge penultimate features (``fid_judge``, the primary number; the
+  judge never guided training) and on the training CLIP's image embeddings (``fid_clip``; the generator
+  optimises that CLIP, so treat it as secondary).
+* **mPPD** (project reconstruction: mean pairwise cosine distance per prompt, N = ``ppd_per_prompt`` seeds):
+  on judge and CLIP features, for ``ppd_prompts`` prompts; ``*_real`` is the same statistic on real renders
+  grouped by label (the data's own per-prompt diversity, the target).
+* **Judge accuracy**: per attribute and ``all`` (colour+shape+position) on the FID fakes (seen combinations)
+  and on ``heldout_per_label`` fakes of each of the 24 held-out combinations (compositional generalisation).
+
+Without a judge (zoo ``shapes-judge`` missing) the judge numbers are skipped and ``judge: null`` says so.
+Other data sources get FID and mPPD on CLIP features against real batches of the stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from clip_t2i.errors import UserError
+from clip_t2i.gan.sample import generate
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """Sizes of the evaluation sets (fixed seeds)."""
+
+    n_fid: int = 480  # fakes for FID / seen-combination judge accuracy
+    n_real: int = 960  # real renders for FID statistics
+    ppd_prompts: int = 24  # prompts for mPPD
+    ppd_per_prompt: int = 8  # seeds per mPPD prompt
+    heldout_per_label: int = 4  # fakes per held-out combination
+    seed: int = 1234
+    batch_size: int = 256
+
+
+def resolve_judge(judge: Any) -> Any:
+    """``"auto"``: the zoo ``shapes-judge`` if present, else None; ``"none"``/None: None; a path or zoo name:
+    that judge (errors if unreadable); a judge module: itself."""
+    if judge is None or judge == "none":
+        return None
+    if not isinstance(judge, str):
+        return judge
+    from clip_t2i.metrics.judge import load_judge
+
+    if judge == "auto":
+        try:
+            return load_judge("shapes-judge")
+        except UserError:
+            return None
+    return load_judge(judge)
+
+
+class GanEvaluator:
+    """Precomputes the real statistics once; ``evaluator(G) -> dict`` of metrics."""
+
+    def __init__(self, clip: Any, data: str = "shapes", size: int = 64, spec: EvalSpec | None = None,
+                 judge: Any = "auto") -> None:
+        from clip_t2i.metrics.features import ClipFeatures
+
+        self.spec = spec or EvalSpec()
+        self.clip, self.data, self.size = clip, data, size
+        self.clip_feats = ClipFeatures(clip, name="gan-eval-clip")
+        self.judge = resolve_judge(judge)
+        self.judge_feats = None
+        if self.judge is not None and data == "shapes":
+            from clip_t2i.metrics.judge import judge_feature_extractor
+
+            self.judge_feats = judge_feature_extractor(self.judge)
+        else:
+            self.judge = None
+        sp = self.spec
+        g = torch.Generator().manual_seed(sp.seed)
+        if data == "shapes":
+            from clip_t2i.data.shapes import ShapesWorld, shapes_eval_set
+
+            real = shapes_eval_set("one", "train", n=sp.n_real, seed=sp.seed, size=size)
+            world = ShapesWorld(size=size, level="one", split="all")
+            captions = world.canonical_caption_list()
+            self.fid_prompts = real["caption"][: sp.n_fid]
+            seen = sorted(set(real["label"].tolist()))
+            pick = torch.randperm(len(seen), generator=g)[: sp.ppd_prompts].tolist()
+            self.ppd_prompts = [captions[seen[i]] for i in pick]
+            self.heldout_prompts = [captions[i] for i in sorted(world.heldout_labels()) for _ in
+                                    range(sp.heldout_per_label)]
+            real_images, real_groups = real["image"], real["label"].tolist()
+        else:
+            from clip_t2i.data import make_stream
+
+            stream = make_stream(data, size=size, batch_size=sp.n_real, seed=sp.seed + 7919, split="train")
+            batch = next(iter(stream))
+            real_images = batch["image"][: sp.n_real]
+            self.fid_prompts = list(batch["caption"][: sp.n_fid])
+            self.ppd_prompts = list(dict.fromkeys(batch["caption"]))[: sp.ppd_prompts]
+            self.heldout_prompts = []
+            real_groups = list(batch["caption"][: sp.n_real])
+        self.real_clip = self._features(self.clip_feats, real_images)
+        self.real_judge = self._features(self.judge_feats, real_images) if self.judge_feats is not None else None
+        self.real_ppd = {"mppd_clip_real": self._mppd(self.real_clip, real_groups)}
+        if self.real_judge is not None:
+            self.real_ppd["mppd_judge_real"] = self._mppd(self.real_judge, real_groups)
+
+    @torch.no_grad()
+    def _features(self, extractor: Any, images: Tensor) -> Tensor:
+        return torch.cat([extractor(images[i : i + 256]) for i in range(0, len(images), 256)]).float()
+
+    @staticmethod
+    def _mppd(features: Tensor, groups: list) -> float | None:
+        from clip_t2i.metrics.diversity import per_prompt_distance
+
+        counts: dict[Any, int] = {}
+        for gr in groups:
+            counts[gr] = counts.get(gr, 0) + 1
+        keep = [i for i, gr in enumerate(groups) if counts[gr] >= 2]
+        if not keep:
+            return None
+        return float(per_prompt_distance(features[keep], [groups[i] for i in keep], "cosine").mean)
+
+    def __call__(self, G: Any) -> dict[str, Any]:
+        from clip_t2i.metrics.frechet import frechet_distance
+
+        sp = self.spec
+        seed0 = sp.seed * 1000
+        fid_imgs = generate(G, self.clip, self.fid_prompts, [seed0 + i for i in range(len(self.fid_prompts))],
+                            sp.batch_size)
+        n = sp.ppd_per_prompt
+        ppd_prompts = [p for p in self.ppd_prompts for _ in range(n)]
+        ppd_imgs = generate(G, self.clip, ppd_prompts, [seed0 + 7 + i for _ in self.ppd_prompts for i in range(n)],
+                            sp.batch_size)
+        ppd_ids = [i for i in range(len(self.ppd_prompts)) for _ in range(n)]
+        fake_clip = self._features(self.clip_feats, fid_imgs)
+        res: dict[str, Any] = {
+            "fid_clip": float(frechet_distance(fake_clip, self.real_clip)),
+            "mppd_clip": self._mppd(self._features(self.clip_feats, ppd_imgs), ppd_ids),
+            **self.real_ppd,
+        }
+        if self.judge is None:
+            res["judge"] = None
+            return res
+        from clip_t2i.metrics.judge import judge_shapes
+
+        fake_judge = self._features(self.judge_feats, fid_imgs)
+        res["fid_judge"] = float(frechet_distance(fake_judge, self.real_judge))
+        res["mppd_judge"] = self._mppd(self._features(self.judge_feats, ppd_imgs), ppd_ids)
+        acc = judge_shapes(fid_imgs, self.fid_prompts, self.judge).accuracy
+        res.update({f"judge_{k}": v for k, v in acc.items()})
+        if self.heldout_prompts:
+            hs = [seed0 + 99 + i for i in range(len(self.heldout_prompts))]
+            held = generate(G, self.clip, self.heldout_prompts, hs, sp.batch_size)
+            acc_h = judge_shapes(held, self.heldout_prompts, self.judge).accuracy
+            res.update({f"judge_heldout_{k}": v for k, v in acc_h.items()})
+        return res

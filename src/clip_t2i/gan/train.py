@@ -1,0 +1,344 @@
+"""GAN training (``clip-t2i train-gan``): one loop for every variant (GALIP, SCAD, SCAD-MI, SCAD-DD, ablations).
+
+Per step (GALIP's order): one generator forward x̂ = G(z, e); a discriminator step on sg(x̂); a generator step
+on the same x̂ through the just-updated D (D's parameters frozen); an EMA update of G. A non-finite D or G
+loss skips that step (logged, counted). z of step t comes from a generator seeded by (seed, rank, t) and the
+data stream restarts at batch t, so ``--resume`` reproduces an uninterrupted run exactly.
+
+Run folder: ``config.json`` (written first), ``train.log`` (JSON lines), ``eval.jsonl``, ``samples/step_*.png``
+grids, ``logs/`` (TensorBoard), ``checkpoints/step_*/{model.safetensors,state.pt}`` (model = the EMA
+generator, self-describing; state = G, D, EMA, optimisers, step), ``final.safetensors``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from clip_t2i.errors import UserError
+from clip_t2i.training.checkpoint import latest_checkpoint, load_state, save_checkpoint
+from clip_t2i.training.common import Timer, check_run_dir, finite_or_skip, make_accelerator, save_run_config
+
+
+@dataclass(frozen=True)
+class GanTrainConfig:
+    """Every option of GAN training; saved verbatim (with the resolved variant) as ``config.json``."""
+
+    variant: str = "scad"  # preset name (galip, scad, scad-mi, scad-dd, ablations) or a .json file
+    overrides: tuple[str, ...] = ()  # SECTION.KEY=VALUE applied to the variant (e.g. loss.mi_weight=0.05)
+    clip: str = "vit-t64"  # CLIP to wrap (zoo name, clip-t2i .safetensors, project config); frozen
+    data: str = "shapes"  # make_stream source
+    out: str = "runs/gan"  # run folder
+    steps: int = 2000  # optimizer steps (each = one D step + one G step)
+    batch_size: int = 32  # per process
+    lr_g: float = 1e-4  # Adam learning rate of G (GALIP 1e-4)
+    lr_d: float = 4e-4  # Adam learning rate of D and Q (GALIP 4e-4)
+    betas: tuple[float, float] = (0.0, 0.9)  # Adam betas (GALIP)
+    ema_beta: float = 0.999  # EMA decay of G per step; effective decay min(beta, (1+t)/(10+t))
+    resolution: int | None = None  # output side; None = the CLIP's input size
+    mixed_precision: str = "no"  # no | bf16 | fp16 (GPU)
+    seed: int = 0
+    threads: int = 0  # torch intra-op threads (0 = leave as is)
+    num_workers: int = 0  # DataLoader workers
+    log_every: int = 25  # steps between scalars
+    sample_every: int = 250  # steps between sample grids (0 = never)
+    eval_every: int = 500  # steps between FID / mPPD / judge evaluations (0 = only at the end, -1 = never)
+    eval_n_fid: int = 480  # fakes per FID evaluation
+    eval_judge: str = "auto"  # judge for eval: auto (zoo shapes-judge if present), none, or a judge file
+    ckpt_every: int = 500  # steps between checkpoints (0 = only at the end)
+    max_minutes: float | None = None  # wall-clock budget; stops (and checkpoints) when exceeded
+    resume: bool = False  # continue from the run folder's latest checkpoint
+    embed_clip: str = "auto"  # put the CLIP weights into model files: auto (unless a zoo model), always, never
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+def validate(cfg: GanTrainConfig) -> Any:
+    """Reject impossible settings before any work; returns the resolved :class:`GanConfig`."""
+    from clip_t2i.gan.model import EMBED_CHOICES
+    from clip_t2i.gan.variants import get_variant, replace_generator
+
+    if cfg.steps < 1:
+        raise UserError("--steps must be ≥ 1")
+    if cfg.batch_size < 2:
+        raise UserError("--batch-size must be ≥ 2 (mismatched pairs roll the batch)")
+    if cfg.lr_g <= 0 or cfg.lr_d <= 0:
+        raise UserError("--lr-g and --lr-d must be > 0")
+    if not 0 <= cfg.ema_beta < 1:
+        raise UserError(f"--ema-beta must be in [0, 1), got {cfg.ema_beta}")
+    if cfg.embed_clip not in EMBED_CHOICES:
+        raise UserError(f"--embed-clip must be one of {list(EMBED_CHOICES)}")
+    if cfg.threads < 0:
+        raise UserError("--threads must be ≥ 0")
+    if cfg.max_minutes is not None and cfg.max_minutes <= 0:
+        raise UserError("--max-minutes must be > 0")
+    if cfg.eval_judge not in ("auto", "none"):
+        from clip_t2i import zoo
+
+        if cfg.eval_judge not in zoo.list_zoo() and not Path(cfg.eval_judge).is_file():
+            raise UserError(f"--eval-judge {cfg.eval_judge!r} is neither auto, none, a zoo judge nor a file")
+    gan_cfg = get_variant(cfg.variant).with_overrides(list(cfg.overrides))
+    if cfg.resolution is not None:
+        gan_cfg = replace_generator(gan_cfg, resolution=cfg.resolution)
+    return gan_cfg
+
+
+def step_noise(seed: int, rank: int, step: int, batch: int, z_dim: int) -> torch.Tensor:
+    """z of one step: N(0, I) from a generator seeded by (seed, rank, step)."""
+    g = torch.Generator().manual_seed((seed * 1_000_003 + rank * 7_919 + step) % (2**63))
+    return torch.randn(batch, z_dim, generator=g)
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, beta: float) -> None:
+    """``θ_ema ← β θ_ema + (1 − β) θ`` on trainable parameters; buffers copied."""
+    src = dict(model.named_parameters())
+    for name, p in ema.named_parameters():
+        if src[name].requires_grad:
+            p.lerp_(src[name].detach(), 1.0 - beta)
+    src_b = dict(model.named_buffers())
+    for name, b in ema.named_buffers():
+        b.copy_(src_b[name])
+
+
+class _Toggle:
+    """requires_grad on/off for a fixed list of parameters (keeps frozen CLIP weights frozen)."""
+
+    def __init__(self, params: list[torch.nn.Parameter]) -> None:
+        self.params = params
+
+    def __call__(self, flag: bool) -> None:
+        for p in self.params:
+            p.requires_grad_(flag)
+
+
+def gan_step(
+    G: torch.nn.Module, loss_fn: Any, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
+    d_toggle: Callable[[bool], None], real: torch.Tensor, e: torch.Tensor, z: torch.Tensor, *,
+    autocast: Callable[[], Any] = contextlib.nullcontext, backward: Callable[[torch.Tensor], None] | None = None,
+    on_skip: Callable[[str, str], None] | None = None, step: int = 0,
+) -> dict[str, Any]:
+    """One iteration: x̂ = G(z, e); D step on sg(x̂); G step on x̂ through the updated, frozen D.
+
+    Returns the loss statistics plus ``skipped/D`` and ``skipped/G`` (True when a non-finite loss skipped it).
+    """
+    backward = backward or (lambda loss: loss.backward())
+    with autocast():
+        fake = G(z, e)
+    d_toggle(True)
+    with autocast():
+        loss_d, st_d = loss_fn.discriminator(real, fake, e, z)
+    ok_d = finite_or_skip(loss_d.detach(), step, lambda m: on_skip and on_skip("D", m))
+    if ok_d:
+        backward(loss_d)
+        opt_d.step()
+    opt_d.zero_grad(set_to_none=True)
+    d_toggle(False)
+    try:
+        with autocast():
+            loss_g, st_g = loss_fn.generator(fake, e, z)
+        ok_g = finite_or_skip(loss_g.detach(), step, lambda m: on_skip and on_skip("G", m))
+        if ok_g:
+            backward(loss_g)
+            opt_g.step()
+        opt_g.zero_grad(set_to_none=True)
+    finally:
+        d_toggle(True)
+    return {**st_d, **st_g, "skipped/D": not ok_d, "skipped/G": not ok_g}
+
+
+def build(gan_cfg: Any, clip: Any) -> tuple[Any, Any, Any]:
+    """(G, D, G_ema) for a variant around ``clip`` (frozen, shared)."""
+    from clip_t2i.gan.networks import Discriminator, Generator
+
+    clip.eval().requires_grad_(False)
+    G = Generator(gan_cfg.generator, clip)
+    D = Discriminator(gan_cfg.discriminator, clip, z_dim=gan_cfg.generator.z_dim, with_q=gan_cfg.loss.mi_weight > 0)
+    G_ema = Generator(gan_cfg.generator, clip)
+    G_ema.load_trainable_state_dict(G.trainable_state_dict())
+    G_ema.eval().requires_grad_(False)
+    return G, D, G_ema
+
+
+def train_gan(cfg: GanTrainConfig) -> Path:
+    """Train a GAN variant; return the path of the final self-describing generator file."""
+    from clip_t2i.backbones import load_clip
+    from clip_t2i.data import make_stream
+    from clip_t2i.gan.losses import GanLoss
+    from clip_t2i.gan.model import save_gan
+    from clip_t2i.gan.networks import count_parameters, text_embedding
+
+    gan_cfg = validate(cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    run_dir = Path(cfg.out)
+    check_run_dir(run_dir, cfg.resume)
+    resume_from = latest_checkpoint(run_dir) if cfg.resume else None
+    if cfg.resume and resume_from is None:
+        raise UserError(f"--resume: no checkpoint found in {run_dir}/checkpoints")
+    if resume_from is not None:
+        saved = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
+        if saved.get("gan") and saved["gan"] != json.loads(json.dumps(gan_cfg.to_dict())):
+            raise UserError(f"--resume: {run_dir} was trained with another variant/config; use a new --out")
+
+    torch.manual_seed(cfg.seed)  # before building: initialisation is part of the run
+    clip = load_clip(cfg.clip)
+    G, D, G_ema = build(gan_cfg, clip)
+    opt_g = torch.optim.Adam(G.trainable_parameters(), lr=cfg.lr_g, betas=cfg.betas)
+    opt_d = torch.optim.Adam(D.trainable_parameters(), lr=cfg.lr_d, betas=cfg.betas)
+    d_toggle = _Toggle(D.trainable_parameters())
+
+    state = load_state(resume_from) if resume_from is not None else {}
+    if state:
+        G.load_trainable_state_dict(state["G"])
+        G_ema.load_trainable_state_dict(state["G_ema"])
+        D.load_state_dict({**D.state_dict(), **state["D"]})
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+    start_step = int(state.get("step", 0))
+
+    accelerator = make_accelerator(run_dir, 1, cfg.mixed_precision)
+    if accelerator.num_processes > 1:
+        raise UserError("train-gan runs in one process (the losses call sub-modules directly); drop accelerate launch")
+    G, D, opt_g, opt_d = accelerator.prepare(G, D, opt_g, opt_d)
+    loss_fn = GanLoss(G, D, gan_cfg.loss)
+    clip.to(accelerator.device)
+    G_ema.to(accelerator.device)
+    device = accelerator.device
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_run_config(run_dir, {**cfg.__dict__, "gan": gan_cfg.to_dict()})
+    n_g, n_d = count_parameters(G), count_parameters(D)
+    accelerator.init_trackers("gan", config={k: str(v) for k, v in cfg.__dict__.items()})
+    log_file = run_dir / "train.log"
+
+    def log(msg: str) -> None:
+        with open(log_file, "a") as f:
+            f.write(msg + "\n")
+
+    log(json.dumps({"start_step": start_step, "variant": gan_cfg.name, "G_params": n_g, "D_params": n_d,
+                    "resolution": G.resolution}))
+    stream = make_stream(cfg.data, size=G.resolution, batch_size=cfg.batch_size, seed=cfg.seed, rank=0,
+                         world_size=1, start_batch=start_step, split="train")
+    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=cfg.num_workers)
+    timer = Timer(cfg.max_minutes)
+    timer.start -= float(state.get("elapsed_s", 0.0))
+    skipped = dict(state.get("skipped", {"D": 0, "G": 0}))
+
+    sample_prompts, sample_seeds = _sample_set(cfg.data, G.resolution)
+    evaluator = None
+
+    def run_eval(step: int) -> None:
+        nonlocal evaluator
+        from clip_t2i.gan.evaluate import EvalSpec, GanEvaluator
+
+        if evaluator is None:
+            evaluator = GanEvaluator(clip, cfg.data, G.resolution, EvalSpec(n_fid=cfg.eval_n_fid), cfg.eval_judge)
+            if evaluator.judge is None:
+                log(json.dumps({"note": "no shapes-judge available: judge metrics skipped, FID on CLIP features"}))
+        res = evaluator(G_ema)
+        res = {k: v for k, v in res.items() if v is not None}
+        accelerator.log({f"eval/{k}": v for k, v in res.items() if isinstance(v, int | float)}, step=step)
+        with open(run_dir / "eval.jsonl", "a") as f:
+            f.write(json.dumps({"step": step, "elapsed_s": round(timer.elapsed_s, 1), **res}) + "\n")
+
+    def sample_grid(step: int) -> None:
+        from clip_t2i.gan.sample import generate
+        from clip_t2i.renderers.outputs import make_grid, save_png
+
+        imgs = generate(G_ema, clip, sample_prompts, sample_seeds)
+        grid = make_grid(imgs, ncol=len(set(sample_seeds)), pad=1, min_side=imgs.shape[-1])
+        save_png(run_dir / "samples" / f"step_{step:07d}.png", grid,
+                 {"kind": "grid", "step": step, "prompts": list(dict.fromkeys(sample_prompts)), "rows": "prompts",
+                  "columns": "seeds 0..7", "model": "G_ema"}, sidecar=False)
+        tracker = accelerator.get_tracker("tensorboard", unwrap=True)
+        if tracker is not None and hasattr(tracker, "add_image"):
+            tracker.add_image("samples", grid, step)
+
+    def checkpoint(step: int) -> None:
+        st = {
+            "step": step,
+            "G": G.trainable_state_dict(),
+            "G_ema": G_ema.trainable_state_dict(),
+            "D": D.trainable_state_dict(),
+            "opt_g": opt_g.state_dict(),
+            "opt_d": opt_d.state_dict(),
+            "elapsed_s": timer.elapsed_s,
+            "skipped": skipped,
+        }
+        save_checkpoint(run_dir, step, lambda p: save_gan(p, G_ema, clip, gan_cfg, cfg.clip, steps=step,
+                                                          embed_clip=cfg.embed_clip), st)
+
+    bar = tqdm(total=cfg.steps, initial=start_step, disable=not cfg.progress, desc=f"train-gan {gan_cfg.name}",
+               dynamic_ncols=True)
+    data_iter = iter(loader)
+    step = start_step
+    z_dim = G.z_dim
+    sums: dict[str, float] = {}
+    n_sums = 0
+    while step < cfg.steps:
+        batch = next(data_iter)
+        real = batch["image"].to(device) * 2 - 1
+        e = text_embedding(clip, batch["caption"]).to(device)
+        z = step_noise(cfg.seed, 0, step, real.shape[0], z_dim).to(device)
+        st = gan_step(G, loss_fn, opt_g, opt_d, d_toggle, real, e, z, autocast=accelerator.autocast,
+                      backward=accelerator.backward, on_skip=lambda who, m: log(json.dumps({"skip": who, "msg": m})),
+                      step=step)
+        for who in ("D", "G"):
+            skipped[who] += int(st.pop(f"skipped/{who}"))
+        ema_update(G_ema, G, min(cfg.ema_beta, (1 + step) / (10 + step)))
+        step += 1
+        bar.update(1)
+        for k, v in st.items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+        n_sums += 1
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            scalars = {k: v / n_sums for k, v in sums.items()}
+            sums, n_sums = {}, 0
+            accelerator.log(scalars, step=step)
+            bar.set_postfix(D=f"{scalars['D/loss']:.3f}", G=f"{scalars['G/loss']:.3f}")
+            log(json.dumps({"step": step, **{k: round(v, 5) for k, v in scalars.items()},
+                            "elapsed_s": round(timer.elapsed_s, 1), "skipped": skipped}))
+        if cfg.sample_every and step % cfg.sample_every == 0:
+            sample_grid(step)
+        if cfg.eval_every > 0 and step % cfg.eval_every == 0:
+            run_eval(step)
+        if cfg.ckpt_every and step % cfg.ckpt_every == 0 and step < cfg.steps:
+            checkpoint(step)
+        if timer.expired:
+            log(json.dumps({"note": f"time budget of {cfg.max_minutes} min reached at step {step}"}))
+            break
+    bar.close()
+    checkpoint(step)
+    if cfg.sample_every and step % cfg.sample_every:
+        sample_grid(step)
+    if cfg.eval_every == 0 or (cfg.eval_every > 0 and step % cfg.eval_every):
+        run_eval(step)
+    final = run_dir / "final.safetensors"
+    save_gan(final, G_ema, clip, gan_cfg, cfg.clip, steps=step, embed_clip=cfg.embed_clip,
+             extra={"elapsed_s": round(timer.elapsed_s, 1)})
+    log(json.dumps({"done": True, "step": step, "elapsed_s": round(timer.elapsed_s, 1), "skipped": skipped}))
+    accelerator.end_training()
+    return final
+
+
+def _sample_set(data: str, size: int) -> tuple[list[str], list[int]]:
+    """Prompts × seeds of the periodic sample grid (8 prompts × 8 seeds; one row per prompt)."""
+    if data == "shapes":
+        from clip_t2i.data.shapes import ShapesWorld
+
+        caps = ShapesWorld(size=size, level="one", split="all").canonical_caption_list()
+        prompts = [caps[(31 * i) % len(caps)] for i in range(8)]  # varied colour, shape, size, position
+    else:
+        from clip_t2i.data import make_stream
+
+        batch = next(iter(make_stream(data, size=size, batch_size=8, seed=4242, split="train")))
+        prompts = list(batch["caption"])
+    return [p for p in prompts for _ in range(8)], [s for _ in prompts for s in range(8)]

@@ -1,0 +1,297 @@
+"""The guidance loop: optimise any renderer's parameters so its images match their prompts under CLIP.
+
+One function, :func:`run_guidance`, over a frozen :class:`GuidanceConfig`. A batch holds every
+(prompt, seed) pair at once: one CLIP forward pass covers all views of all images. Images stay independent
+(per-image generators for views, per-image gradient clipping and projection, per-element optimiser state,
+losses summed over the batch), so a batched run equals separate runs with the same seeds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from clip_t2i.guidance.augment import ViewMaker, ViewSettings
+from clip_t2i.guidance.losses import LOSS_KINDS, REJECTION_MODES, GuidanceLoss
+from clip_t2i.guidance.prompts import PromptTargets
+
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULES = ("constant", "cosine", "linear")
+PROJECTIONS = ("clamp", "dynamic")
+
+
+@dataclass(frozen=True)
+class GuidanceConfig:
+    """Every knob of the guidance loop (defaults = the CLIPAG T2I recipe)."""
+
+    steps: int = 100  # optimiser steps
+    optimizer: str = "adamw"  # adamw | adam | sgd
+    lr: float = 0.0175  # peak learning rate (with grad_normalize: the L2 step length per image for sgd)
+    weight_decay: float = 0.01  # AdamW decoupled decay / L2 for adam and sgd
+    momentum: float = 0.0  # sgd only
+    schedule: str = "constant"  # constant | cosine | linear (decay to lr * lr_final)
+    warmup_steps: int = 0  # linear warm-up steps
+    lr_final: float = 0.0  # final lr as a fraction of lr (cosine / linear)
+    grad_clip: float = 0.001  # max L2 norm of each image's gradient; 0 = off
+    grad_normalize: bool = False  # divide each image's gradient by its L2 norm (L2-normalised steps)
+    loss: str = "cosine"  # cosine (1 - cos) | spherical (2 arcsin(|a-b|/2)^2)
+    global_views: int = 32  # augmented whole-image views per image and step
+    patch_views: int = 32  # augmented crop views per image and step
+    global_weight: float = 1.0
+    patch_weight: float = 5.0
+    patch_fraction: float = 128 / 224  # crop side / image side
+    patch_rejection: float = 0.0  # fraction of patch views dropped per image (see losses.reject_views)
+    patch_rejection_mode: str = "worst"  # worst | best (the CLIPAG notebook's)
+    colour: bool = True  # DiffAugment brightness / saturation / contrast
+    translation: float = 0.125  # max shift, fraction of the side; 0 = off
+    resize: tuple[float, float] | None = (0.8, 1.2)  # zoom range; None = off
+    cutout: float = 0.5  # cutout square side, fraction of the side; 0 = off
+    perspective: float = 0.0  # perspective distortion scale; 0 = off
+    noise_std: float = 0.01  # per-view Gaussian noise (patch views share one draw per image)
+    projection: str = "dynamic"  # clamp (to [0, 1]) | dynamic (thresholding at threshold_quantile)
+    threshold_quantile: float = 0.95
+    keep_best: bool = True  # return the image with the lowest global loss seen, else the last one
+    snapshot_every: int = 10  # keep the rendered image every k steps (0 = never)
+
+    def view_settings(self) -> ViewSettings:
+        return ViewSettings(
+            colour=self.colour, translation=self.translation, resize=self.resize, cutout=self.cutout,
+            perspective=self.perspective, noise_std=self.noise_std, patch_fraction=self.patch_fraction,
+        )
+
+    def validate(self) -> GuidanceConfig:
+        """Raise ``ValueError`` naming the bad field; return self."""
+        checks: list[tuple[bool, str]] = [
+            (self.steps >= 1, f"steps must be >= 1, got {self.steps}"),
+            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}"),
+            (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}"),
+            (self.loss in LOSS_KINDS, f"loss must be one of {LOSS_KINDS}, got {self.loss!r}"),
+            (self.projection in PROJECTIONS, f"projection must be one of {PROJECTIONS}, got {self.projection!r}"),
+            (self.patch_rejection_mode in REJECTION_MODES,
+             f"patch_rejection_mode must be one of {REJECTION_MODES}, got {self.patch_rejection_mode!r}"),
+            (self.lr > 0 and math.isfinite(self.lr), f"lr must be a positive number, got {self.lr}"),
+            (self.global_views >= 1, f"global_views must be >= 1, got {self.global_views}"),
+            (self.patch_views >= 0, f"patch_views must be >= 0, got {self.patch_views}"),
+            (0 < self.patch_fraction <= 1, f"patch_fraction must lie in (0, 1], got {self.patch_fraction}"),
+            (0 <= self.patch_rejection < 1, f"patch_rejection must lie in [0, 1), got {self.patch_rejection}"),
+            (0 < self.threshold_quantile <= 1, f"threshold_quantile must lie in (0, 1], got {self.threshold_quantile}"),
+            (self.grad_clip >= 0, f"grad_clip must be >= 0, got {self.grad_clip}"),
+            (self.warmup_steps >= 0 and self.snapshot_every >= 0, "warmup_steps and snapshot_every must be >= 0"),
+            (0 <= self.cutout < 1 and 0 <= self.translation < 1 and 0 <= self.perspective < 1,
+             "cutout, translation and perspective must lie in [0, 1)"),
+            (self.resize is None or (len(self.resize) == 2 and 0 < self.resize[0] <= self.resize[1]),
+             f"resize must be null or [lo, hi] with 0 < lo <= hi, got {self.resize}"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(msg)
+        return self
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+# ----------------------------------------------------------------------------------------------- projection
+def clamp_unit(x: Tensor) -> Tensor:
+    """Projection onto the box: ``clamp(x, 0, 1)``."""
+    return x.clamp(0.0, 1.0)
+
+
+def dynamic_threshold(x: Tensor, quantile: float = 0.95) -> Tensor:
+    """Dynamic thresholding per image: ``y = 2x - 1``; ``s = max(1, Q_quantile(|y|))`` over the image's pixels;
+    ``y <- clamp(y, -s, s) / s``; return ``(y + 1) / 2``. With ``s = 1`` this is a plain clamp to [0, 1];
+    otherwise the whole image is rescaled so the ``quantile``-th largest magnitude lands on the border."""
+    y = x * 2 - 1
+    s = torch.quantile(y.detach().abs().flatten(1), quantile, dim=1).clamp_min(1.0).view(-1, *[1] * (x.ndim - 1))
+    y = torch.maximum(torch.minimum(y, s), -s) / s
+    return (y + 1) / 2
+
+
+def make_projection(cfg: GuidanceConfig) -> Callable[[Tensor], Tensor]:
+    if cfg.projection == "clamp":
+        return clamp_unit
+    q = cfg.threshold_quantile
+    return lambda x: dynamic_threshold(x, q)
+
+
+# ---------------------------------------------------------------------------------------------- the loop
+@dataclass
+class StepInfo:
+    """What a progress callback sees after each step (per-image tensors on the CPU)."""
+
+    step: int
+    steps: int
+    loss: Tensor
+    similarity: Tensor
+    lr: float
+
+
+@dataclass
+class GuidanceResult:
+    """Output of :func:`run_guidance`.
+
+    ``images`` the returned images ``[B, 3, H, W]`` (best by global loss if ``keep_best``, else final);
+    ``final`` the image after the last step; ``best_loss`` / ``best_step`` / ``best_similarity`` per image;
+    ``snapshots`` ``[(step, images)]`` every ``snapshot_every`` steps plus the final image;
+    ``history`` per step ``{"loss", "similarity"}`` means over the batch.
+    """
+
+    images: Tensor
+    final: Tensor
+    best_loss: Tensor
+    best_step: Tensor
+    best_similarity: Tensor
+    snapshots: list[tuple[int, Tensor]] = field(default_factory=list)
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def frozen(module: torch.nn.Module) -> Iterator[None]:
+    """Turn off ``requires_grad`` on a module's parameters (no weight gradients) and eval mode, then restore."""
+    saved = [(p, p.requires_grad) for p in module.parameters()]
+    was_training = module.training
+    for p, _ in saved:
+        p.requires_grad_(False)
+    module.eval()
+    try:
+        yield
+    finally:
+        for p, flag in saved:
+            p.requires_grad_(flag)
+        module.train(was_training)
+
+
+def _lr_factor(cfg: GuidanceConfig, step: int) -> float:
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    if cfg.schedule == "cosine":
+        return cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * t))
+    if cfg.schedule == "linear":
+        return 1 - (1 - cfg.lr_final) * t
+    return 1.0
+
+
+def make_optimizer(groups: list[dict[str, Any]], cfg: GuidanceConfig) -> torch.optim.Optimizer:
+    """The optimiser over a renderer's parameter groups (each group may carry an ``lr_scale``)."""
+    groups = [{**g, "lr": cfg.lr * g.pop("lr_scale", 1.0)} for g in (dict(g) for g in groups)]
+    for g in groups:
+        g["initial_lr"] = g["lr"]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def per_image_grad_norm(params: Sequence[Tensor]) -> Tensor:
+    """L2 norm of each image's gradient over all parameter tensors (leading dim = image), ``[B]``."""
+    sq = None
+    for p in params:
+        if p.grad is None:
+            continue
+        s = p.grad.detach().pow(2).flatten(1).sum(1)
+        sq = s if sq is None else sq + s
+    if sq is None:
+        raise RuntimeError("no gradient reached the renderer parameters")
+    return sq.sqrt()
+
+
+def _scale_grads(params: Sequence[Tensor], scale: Tensor) -> None:
+    for p in params:
+        if p.grad is not None:
+            p.grad.mul_(scale.view(-1, *[1] * (p.grad.ndim - 1)).to(p.grad.dtype))
+
+
+def run_guidance(
+    renderer: Any,
+    params: list[Tensor],
+    clip: Any,
+    targets: PromptTargets,
+    generators: Sequence[torch.Generator],
+    cfg: GuidanceConfig,
+    *,
+    callback: Callable[[StepInfo], bool | None] | None = None,
+) -> GuidanceResult:
+    """Optimise ``params`` (leading dim = image) so ``renderer.render(params)`` matches ``targets`` under ``clip``.
+
+    Each step: render ``[B, 3, H, W]``; make ``global_views`` + ``patch_views`` views per image with that
+    image's generator; one CLIP forward pass over all views; :class:`GuidanceLoss` per image; backward of the
+    sum over images; per-image gradient clipping (or normalisation); optimiser step with the scheduled lr;
+    ``renderer.project(params, projection)``; keep-the-best by global loss; a snapshot every
+    ``snapshot_every`` steps; ``callback(StepInfo)`` (returning ``False`` stops early).
+    """
+    cfg.validate()
+    b = len(targets)
+    if len(generators) != b:
+        raise ValueError(f"{b} targets but {len(generators)} generators")
+    loss_fn = GuidanceLoss(cfg.loss, cfg.global_weight, cfg.patch_weight, cfg.patch_rejection,
+                           cfg.patch_rejection_mode)
+    views = cfg.view_settings()
+    global_maker = ViewMaker(views, "global")
+    patch_maker = ViewMaker(views, "patch") if cfg.patch_views > 0 else None
+    project = make_projection(cfg)
+    leaves = [p for p in params if p.requires_grad]
+    opt = make_optimizer(renderer.param_groups(params), cfg)
+    best_loss = torch.full((b,), math.inf)
+    best_step = torch.zeros(b, dtype=torch.long)
+    best_sim = torch.zeros(b)
+    best_images: Tensor | None = None
+    snapshots: list[tuple[int, Tensor]] = []
+    history: list[dict[str, float]] = []
+    vg, vp = cfg.global_views, cfg.patch_views
+    with frozen(clip):
+        for step in range(cfg.steps):
+            factor = _lr_factor(cfg, step)
+            for group in opt.param_groups:
+                group["lr"] = group["initial_lr"] * factor
+            images = renderer.render(params)
+            if cfg.snapshot_every and step % cfg.snapshot_every == 0:
+                snapshots.append((step, images.detach().cpu().clone()))
+            batch = [global_maker(images, generators, vg)]
+            if patch_maker is not None:
+                batch.append(patch_maker(images, generators, vp))
+            emb = clip.encode_image(torch.cat(batch))
+            emb_g = emb[: b * vg].view(b, vg, -1)
+            emb_p = emb[b * vg:].view(b, vp, -1) if patch_maker is not None else None
+            out = loss_fn(emb_g, emb_p, targets)
+            with torch.no_grad():  # keep-best before the step: the pixels renderer's image *is* its parameter
+                g_loss = out["global"].detach().cpu()
+                better = g_loss < best_loss
+                if best_images is None:
+                    best_images = images.detach().clone()
+                elif bool(better.any()):
+                    best_images[better] = images.detach()[better.to(images.device)]
+                best_loss = torch.where(better, g_loss, best_loss)
+                best_step = torch.where(better, torch.full_like(best_step, step), best_step)
+                best_sim = torch.where(better, out["similarity"].detach().cpu(), best_sim)
+            opt.zero_grad(set_to_none=True)
+            out["loss"].sum().backward()
+            if cfg.grad_normalize or cfg.grad_clip > 0:
+                norm = per_image_grad_norm(leaves)
+                if cfg.grad_normalize:
+                    scale = 1.0 / (norm + 1e-12)
+                else:
+                    scale = (cfg.grad_clip / (norm + 1e-6)).clamp(max=1.0)
+                _scale_grads(leaves, scale)
+            opt.step()
+            with torch.no_grad():
+                renderer.project(params, project)
+            info = StepInfo(step, cfg.steps, out["loss"].detach().cpu(), out["similarity"].detach().cpu(),
+                            opt.param_groups[0]["lr"])
+            history.append({"loss": float(info.loss.mean()), "similarity": float(info.similarity.mean())})
+            if callback is not None and callback(info) is False:
+                break
+    with torch.no_grad():
+        final = renderer.render(params).detach().clone()
+    snapshots.append((cfg.steps, final.cpu().clone()))
+    assert best_images is not None
+    result_images = best_images if cfg.keep_best else final
+    return GuidanceResult(result_images, final, best_loss, best_step, best_sim, snapshots, history)

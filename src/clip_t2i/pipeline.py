@@ -1,0 +1,307 @@
+"""``generate``: text to images with CLIP guidance alone, batched over prompts x seeds.
+
+Stages: :func:`check_inputs` (everything a user can get wrong, before any compute or file), load the CLIP,
+build the renderer from a preset, embed the prompts (cached), initialise one image per (prompt, seed) from
+that seed's generator, run :func:`~clip_t2i.guidance.loop.run_guidance` in chunks that fit memory, then
+write PNGs with metadata (+ JSON sidecars, GIF / MP4 animations).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from clip_t2i.errors import UserError
+
+DEFAULT_MODEL = "shapes-clipag"
+DEFAULT_PRESET = "fast"
+MAX_VIEWS_PER_FORWARD = 2048
+DEMO_PROMPTS = (
+    "a red circle on the left",
+    "a blue square at the top",
+    "a yellow triangle in the center",
+    "a green cross on the right",
+    "a purple circle at the bottom",
+    "an orange square in the middle",
+)
+
+
+@dataclass
+class GenerationResult:
+    """Images ``[N, 3, H, W]`` (prompt-major: all seeds of prompt 0, then prompt 1, ...), one record per image
+    (prompt, seed, model, renderer, preset, similarity, best step, settings, files), timings and snapshots."""
+
+    images: Tensor
+    records: list[dict[str, Any]]
+    seconds: float
+    snapshots: list[list[tuple[int, Tensor]]] = field(default_factory=list)
+
+    @property
+    def seconds_per_image(self) -> float:
+        return self.seconds / max(1, self.images.shape[0])
+
+
+def parse_seeds(spec: str | int | Sequence[int]) -> list[int]:
+    """Seeds from ``"0-7"``, ``"1,5,9"``, ``"3"``, an int or a list; :class:`UserError` if malformed."""
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        seeds = [spec]
+    elif isinstance(spec, str):
+        seeds = []
+        for part in spec.split(","):
+            part = part.strip()
+            if not part:
+                raise UserError(f"malformed seeds {spec!r}: use e.g. 0-7 or 1,5,9")
+            lo, sep, hi = part.partition("-")
+            try:
+                if sep:
+                    a, b = int(lo), int(hi)
+                    if b < a:
+                        raise UserError(f"seed range {part!r} runs backwards")
+                    seeds.extend(range(a, b + 1))
+                else:
+                    seeds.append(int(part))
+            except ValueError:
+                raise UserError(f"malformed seeds {spec!r}: use e.g. 0-7 or 1,5,9") from None
+    else:
+        seeds = [int(s) for s in spec]
+    if not seeds:
+        raise UserError("no seeds given")
+    if any(s < 0 for s in seeds):
+        raise UserError("seeds must be non-negative")
+    return seeds
+
+
+def _check_writable_dir(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a directory")
+    probe = out
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"--out {out} is not writable")
+    try:  # permissions alone do not tell (root, read-only mounts, /proc): try a temporary file
+        fd, tmp = tempfile.mkstemp(prefix=".clip-t2i-probe-", dir=probe)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise UserError(f"--out {out} is not writable ({e.strerror})") from None
+
+
+def check_inputs(prompts: Sequence[str], seeds: Sequence[int], steps: int | None, out: str | Path | None,
+                 mp4: bool, init_image: str | None) -> list[str]:
+    """Validate user input before any compute; returns the prompt list."""
+    from clip_t2i.guidance.prompts import parse_prompt
+
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    prompts = list(prompts)
+    if not prompts:
+        raise UserError("empty prompt: give at least one prompt")
+    for p in prompts:
+        parse_prompt(p)
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise UserError(f"--steps must be a positive integer, got {steps}")
+    if not seeds:
+        raise UserError("no seeds given")
+    if out is not None:
+        _check_writable_dir(Path(out))
+    if mp4:
+        from clip_t2i.renderers.outputs import require_mp4_encoder
+
+        require_mp4_encoder()
+    if init_image is not None:
+        from clip_t2i.renderers.priors import load_init_image
+
+        load_init_image(init_image, 16)
+    return prompts
+
+
+def load_guide(model: str, device: str | torch.device = "cpu"):
+    """The guiding CLIP; a one-line error if the default robust model is not in the zoo yet."""
+    from clip_t2i import zoo
+    from clip_t2i.backbones import load_clip
+
+    if model == DEFAULT_MODEL and model not in zoo.list_zoo():
+        available = [n for n in zoo.list_zoo() if "judge" not in n]
+        raise UserError(
+            f"the default model {DEFAULT_MODEL} is not in the zoo yet; pass --model "
+            f"{available[0] if available else 'PATH.safetensors'} (zoo: {', '.join(available) or 'empty'})"
+        )
+    return load_clip(model, device=device)
+
+
+def generate(
+    prompts: str | Sequence[str],
+    *,
+    model: str | Any = DEFAULT_MODEL,
+    seeds: int | str | Sequence[int] = (0,),
+    steps: int | None = None,
+    preset: str = DEFAULT_PRESET,
+    renderer: str | None = None,
+    size: int | None = None,
+    init_image: str | None = None,
+    guidance: dict[str, Any] | None = None,
+    renderer_options: dict[str, Any] | None = None,
+    out: str | Path | None = None,
+    gif: bool = False,
+    mp4: bool = False,
+    progress: bool | Callable[[int, int, float], None] = False,
+    batch_size: int | None = None,
+    device: str | torch.device = "cpu",
+) -> GenerationResult:
+    """Generate one image per (prompt, seed) with CLIP guidance.
+
+    Args:
+        prompts: a prompt or a list; each may weight sub-prompts pixray-style (``"a red circle:1 | blurry:-0.5"``).
+        model: zoo name, ``.safetensors`` file or any name :func:`~clip_t2i.backbones.load_clip` accepts, or an
+            already loaded ``ClipModel``.
+        seeds: ints, ``"0-7"`` or ``"1,5"``; seed ``s`` fixes the start image and every random view of its image.
+        steps: overrides the preset's step count.
+        preset: a preset name (:func:`~clip_t2i.renderers.presets.list_presets`) or a ``.json`` file.
+        renderer: overrides the preset's renderer (``pixels``, ``pyramid``, ...).
+        size: image side (default: the CLIP's input size).
+        init_image: start from this image file (sets the renderer's ``init`` to ``image``).
+        guidance, renderer_options: field overrides of the preset.
+        out: folder for PNGs (+ JSON sidecars, animations); nothing is written if None.
+        gif, mp4: also write the optimisation as an animation per image (mp4 needs ffmpeg).
+        progress: show a progress bar (True) or call ``progress(step, total, similarity)``.
+        batch_size: images optimised together (default: as many as keep one forward <= 2048 views).
+
+    Returns:
+        :class:`GenerationResult`.
+
+    Raises:
+        UserError: bad prompt / weights / seeds / steps, unwritable ``out``, unreadable init image, missing model,
+            mp4 without an encoder; all checked before any compute or file is written.
+    """
+    from clip_t2i.guidance.loop import run_guidance
+    from clip_t2i.guidance.prompts import TextEmbeddingCache, build_targets
+    from clip_t2i.renderers.base import InitContext, build_renderer
+    from clip_t2i.renderers.presets import get_preset
+
+    t0 = time.perf_counter()
+    seed_list = parse_seeds(seeds)
+    prompt_list = check_inputs(prompts if not isinstance(prompts, str) else [prompts], seed_list, steps, out, mp4,
+                               init_image)
+    g_over = dict(guidance or {})
+    if steps is not None:
+        g_over["steps"] = steps
+    if gif or mp4:
+        g_over.setdefault("snapshot_every", 0)
+    r_over = dict(renderer_options or {})
+    if init_image is not None:
+        r_over.update(init="image", init_image=str(init_image))
+    cfg = get_preset(preset).with_overrides(guidance=g_over, renderer=renderer, renderer_options=r_over)
+    if (gif or mp4) and cfg.guidance.snapshot_every == 0:
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, guidance=dataclasses.replace(
+            cfg.guidance, snapshot_every=max(1, cfg.guidance.steps // 30)))
+    clip = load_guide(model, device) if isinstance(model, str) else model
+    model_name = model if isinstance(model, str) else getattr(model, "name", "clip")
+    side = int(size or clip.image_size)
+    rend = build_renderer(cfg.renderer, side, cfg.renderer_options)
+    encoder = TextEmbeddingCache(clip)
+    pairs = [(p, s) for p in prompt_list for s in seed_list]
+    views = cfg.guidance.global_views + cfg.guidance.patch_views
+    chunk = batch_size or max(1, MAX_VIEWS_PER_FORWARD // views)
+    total_steps = cfg.guidance.steps * math.ceil(len(pairs) / chunk)
+    bar = _progress_bar(progress, total_steps, len(pairs))
+    done = 0
+    images, snaps, records = [], [], []
+    try:
+        for start in range(0, len(pairs), chunk):
+            part = pairs[start: start + chunk]
+            targets = build_targets([p for p, _ in part], encoder)
+            gens = [torch.Generator().manual_seed(s) for _, s in part]
+            params = rend.init(len(part), gens, InitContext(clip=clip, targets=targets))
+
+            def on_step(info, _base=done) -> None:
+                sim = float(info.similarity.mean())
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(sim=f"{sim:.3f}")
+                elif callable(progress):
+                    progress(_base + info.step + 1, total_steps, sim)
+
+            res = run_guidance(rend, params, clip, targets, gens, cfg.guidance, callback=on_step)
+            done += cfg.guidance.steps
+            images.append(res.images.detach().cpu())
+            for i, (p, s) in enumerate(part):
+                snaps.append([(st, im[i]) for st, im in res.snapshots])
+                records.append({
+                    "prompt": p, "seed": s, "model": str(model_name), "renderer": cfg.renderer, "preset": cfg.name,
+                    "steps": cfg.guidance.steps, "size": side,
+                    "similarity": round(float(res.best_similarity[i]), 5),
+                    "best_step": int(res.best_step[i]), "global_loss": round(float(res.best_loss[i]), 5),
+                    "settings": {"renderer_options": cfg.renderer_options, "guidance": cfg.to_dict()["guidance"]},
+                })
+    finally:
+        if bar is not None:
+            bar.close()
+    all_images = torch.cat(images)
+    seconds = time.perf_counter() - t0
+    for r in records:
+        r["seconds_per_image"] = round(seconds / len(records), 3)
+    result = GenerationResult(all_images, records, seconds, snaps)
+    if out is not None:
+        write_outputs(result, Path(out), gif=gif, mp4=mp4)
+    return result
+
+
+def _progress_bar(progress: Any, total: int, n_images: int):
+    if progress is not True:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=f"generating {n_images} image{'s' * (n_images != 1)}", unit="step",
+                dynamic_ncols=True)
+
+
+def write_outputs(result: GenerationResult, out: Path, gif: bool = False, mp4: bool = False) -> None:
+    """PNG (+ text chunks) and JSON sidecar per image, optional GIF / MP4; file names recorded in the records."""
+    from clip_t2i.renderers.outputs import save_gif, save_mp4, save_png, slugify
+
+    out.mkdir(parents=True, exist_ok=True)
+    prompt_index: dict[str, int] = {}
+    for i, rec in enumerate(result.records):
+        pi = prompt_index.setdefault(rec["prompt"], len(prompt_index))
+        stem = f"{pi:03d}-{slugify(rec['prompt'])}-seed{rec['seed']}"
+        rec["file"] = f"{stem}.png"
+        if gif:
+            rec["gif"] = f"{stem}.gif"
+        if mp4:
+            rec["mp4"] = f"{stem}.mp4"
+        save_png(out / rec["file"], result.images[i], rec)
+        frames = [im for _, im in result.snapshots[i]] if result.snapshots else []
+        if gif and frames:
+            save_gif(out / rec["gif"], frames)
+        if mp4 and frames:
+            save_mp4(out / rec["mp4"], frames)
+
+
+def demo_grid(model: str | Any = DEFAULT_MODEL, out: str | Path = "outputs/demo", prompts: Sequence[str] = DEMO_PROMPTS,
+              preset: str = "fast", seed: int = 0, progress: bool = True, **generate_kwargs: Any) -> Path:
+    """Generate a grid of a handful of shapes prompts (one seed each) with the fast preset; returns the grid path.
+
+    The individual PNGs (with metadata) go to ``out`` as well; the grid is ``out/grid.png``. Extra keyword
+    arguments go to :func:`generate`.
+    """
+    from clip_t2i.renderers.outputs import make_grid, save_png
+
+    result = generate(list(prompts), model=model, seeds=[seed], preset=preset, out=out, progress=progress,
+                      **generate_kwargs)
+    grid = make_grid(result.images, ncol=min(len(prompts), 3))
+    name = model if isinstance(model, str) else getattr(model, "name", "clip")
+    record = {"kind": "grid", "prompts": list(prompts), "model": name, "preset": preset, "seed": seed,
+              "seconds": round(result.seconds, 2), "files": [r["file"] for r in result.records]}
+    return save_png(Path(out) / "grid.png", grid, record, sidecar=False)

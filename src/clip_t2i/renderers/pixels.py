@@ -1,0 +1,175 @@
+"""Pixel renderers: raw pixels (``pixels``) and a Laplacian pyramid of pixels (``pyramid``).
+
+Both share the initialisations of :class:`PixelOptions`:
+
+* ``grey``: every pixel ``init_grey`` plus Gaussian noise of std ``init_noise`` (a dark grey, e.g. 0.2,
+  starts inside the shapes world's background distribution);
+* ``gmm``: a pool of ``gmm_pool`` samples from a per-class Gaussian prior fitted on ``gmm_data`` at
+  ``gmm_resolution`` (see :mod:`clip_t2i.renderers.priors`), drawn from all classes; the member closest to
+  the prompt under the guiding CLIP starts the run;
+* ``image``: ``init_image`` (a file), plus ``init_noise``.
+
+``pyramid`` parameterises an image as ``levels`` Laplacian levels (full, 1/2, 1/4, ... resolution):
+``x = L0 + up(L1 + up(L2 + ...))``. Coarse levels are few numbers each covering a block of pixels, so a
+per-element optimiser such as Adam moves large uniform regions as fast as single pixels: colour and layout
+form in a few steps, detail follows at the finer levels. ``level_lr`` scales each level's learning rate
+(finest first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from clip_t2i.errors import UserError
+from clip_t2i.renderers.base import InitContext, per_image_generators, register_renderer
+
+INITS = ("grey", "gmm", "image")
+
+
+@dataclass(frozen=True)
+class PixelOptions:
+    """Initialisation options of the pixel renderers."""
+
+    init: str = "grey"  # grey | gmm | image
+    init_grey: float = 0.5  # grey level of the grey init
+    init_noise: float = 0.1  # std of Gaussian noise added to the grey / image init
+    init_image: str | None = None  # path of the image init
+    gmm_data: str = "shapes"  # shapes | digits | folder of class sub-folders
+    gmm_resolution: int = 16  # side of the prior's images
+    gmm_pool: int = 256  # pool size per image, drawn from all classes
+    gmm_eps: float = 1e-4  # covariance ridge
+
+
+@dataclass(frozen=True)
+class PyramidOptions(PixelOptions):
+    """Pixel options plus the pyramid's shape."""
+
+    levels: int = 4  # number of levels (finest = the image size)
+    level_lr: tuple[float, ...] | None = None  # lr multiplier per level, finest first; None = all 1
+
+
+def _check_options(o: PixelOptions) -> None:
+    if o.init not in INITS:
+        raise UserError(f"unknown init {o.init!r}; choose one of {', '.join(INITS)}")
+    if o.init == "image" and not o.init_image:
+        raise UserError("init 'image' needs init_image=PATH")
+    if not 0.0 <= o.init_grey <= 1.0 or o.init_noise < 0:
+        raise UserError("init_grey must lie in [0, 1] and init_noise must be >= 0")
+    if o.gmm_pool < 1 or o.gmm_resolution < 2:
+        raise UserError("gmm_pool must be >= 1 and gmm_resolution >= 2")
+
+
+def initial_images(size: int, options: PixelOptions, generators: Sequence[torch.Generator],
+                   context: InitContext | None) -> Tensor:
+    """Starting images ``[B, 3, size, size]`` in [0, 1], each drawn from its own generator."""
+    o = options
+    out = []
+    if o.init == "image":
+        from clip_t2i.renderers.priors import load_init_image
+
+        base = load_init_image(o.init_image, size)  # type: ignore[arg-type]
+    elif o.init == "gmm":
+        from clip_t2i.renderers.priors import fit_prior, pick_by_clip
+
+        if context is None or context.clip is None or context.targets is None:
+            raise UserError("the gmm init needs the guiding CLIP and the prompts")
+        prior = fit_prior(o.gmm_data, o.gmm_resolution, o.gmm_eps)
+        directions = context.targets.positive_direction()
+    for b, g in enumerate(generators):
+        if o.init == "gmm":
+            pool = prior.sample_pool(o.gmm_pool, g)
+            out.append(pick_by_clip(pool, context.clip, directions[b], size))  # type: ignore[union-attr]
+            continue
+        start = base if o.init == "image" else torch.full((3, size, size), o.init_grey)
+        noise = torch.randn(3, size, size, generator=g) * o.init_noise if o.init_noise > 0 else 0.0
+        out.append((start + noise).clamp(0.0, 1.0))
+    return torch.stack(out)
+
+
+@register_renderer
+class PixelRenderer:
+    """Raw pixels ``[B, 3, H, W]``; ``render`` is the identity, ``project`` overwrites them."""
+
+    name: ClassVar[str] = "pixels"
+    Options = PixelOptions
+
+    def __init__(self, *, size: int, options: PixelOptions | None = None) -> None:
+        if size < 8:
+            raise UserError(f"image size must be >= 8, got {size}")
+        self.size = int(size)
+        self.options = options or PixelOptions()
+        _check_options(self.options)
+
+    def init(self, batch: int, generator: torch.Generator | Sequence[torch.Generator],
+             context: InitContext | None = None) -> list[Tensor]:
+        x = initial_images(self.size, self.options, per_image_generators(batch, generator), context)
+        return [x.requires_grad_(True)]
+
+    def render(self, params: list[Tensor]) -> Tensor:
+        return params[0]
+
+    @torch.no_grad()
+    def project(self, params: list[Tensor], projection: Callable[[Tensor], Tensor]) -> None:
+        params[0].copy_(projection(params[0]))
+
+    def param_groups(self, params: list[Tensor]) -> list[dict[str, Any]]:
+        return [{"params": [params[0]]}]
+
+
+@register_renderer
+class PyramidRenderer:
+    """A Laplacian pyramid of pixels: ``x = L0 + up(L1 + up(L2 + ...))`` (bilinear ``up`` by 2)."""
+
+    name: ClassVar[str] = "pyramid"
+    Options = PyramidOptions
+
+    def __init__(self, *, size: int, options: PyramidOptions | None = None) -> None:
+        o = options or PyramidOptions()
+        _check_options(o)
+        if o.levels < 1:
+            raise UserError(f"pyramid levels must be >= 1, got {o.levels}")
+        if size % (2 ** (o.levels - 1)) != 0 or size // 2 ** (o.levels - 1) < 2:
+            raise UserError(f"image size {size} cannot hold {o.levels} pyramid levels (needs size / 2^(levels-1) "
+                            "to be an integer >= 2)")
+        if o.level_lr is not None and len(o.level_lr) != o.levels:
+            raise UserError(f"level_lr needs {o.levels} entries (finest first), got {len(o.level_lr)}")
+        self.size, self.options = int(size), o
+        self.sizes = [size // 2**k for k in range(o.levels)]
+
+    @staticmethod
+    def _up(x: Tensor, size: int) -> Tensor:
+        return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+
+    def decompose(self, x: Tensor) -> list[Tensor]:
+        """Laplacian levels of images ``x`` (finest first) such that :meth:`render` returns ``x``."""
+        gauss = [x]
+        for s in self.sizes[1:]:
+            gauss.append(F.interpolate(gauss[-1], size=(s, s), mode="area"))
+        levels = [gauss[k] - self._up(gauss[k + 1], self.sizes[k]) for k in range(len(gauss) - 1)]
+        return [*levels, gauss[-1]]
+
+    def init(self, batch: int, generator: torch.Generator | Sequence[torch.Generator],
+             context: InitContext | None = None) -> list[Tensor]:
+        x = initial_images(self.size, self.options, per_image_generators(batch, generator), context)
+        return [level.contiguous().requires_grad_(True) for level in self.decompose(x)]
+
+    def render(self, params: list[Tensor]) -> Tensor:
+        acc = params[-1]
+        for k in range(len(params) - 2, -1, -1):
+            acc = self._up(acc, self.sizes[k]) + params[k]
+        return acc
+
+    @torch.no_grad()
+    def project(self, params: list[Tensor], projection: Callable[[Tensor], Tensor]) -> None:
+        x = self.render(params)
+        params[0].add_(projection(x) - x)
+
+    def param_groups(self, params: list[Tensor]) -> list[dict[str, Any]]:
+        scales = self.options.level_lr or (1.0,) * len(params)
+        return [{"params": [p], "lr_scale": float(s)} for p, s in zip(params, scales, strict=True)]

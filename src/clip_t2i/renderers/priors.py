@@ -1,0 +1,149 @@
+"""Starting images: a per-class Gaussian prior fitted at low resolution, grey + noise, an init image.
+
+:class:`GaussianPrior` is the CLIPAG / Santurkar et al. initialisation: one full-covariance Gaussian per class
+over images flattened at ``resolution`` x ``resolution`` (in [-1, 1]), ``N(mu_c, Sigma_c + eps I)`` with
+``Sigma_c = Xc^T Xc / n_c``. Samples are mapped back to [0, 1], clamped and upsampled. A *pool* is drawn
+from **all** classes (balanced, every class ``n // C`` or one more times: the CLIPAG notebook's
+``samplers[i // 50]`` used only the first 20 of 200 classes) and the start image is the pool member whose CLIP
+embedding is closest to the prompt.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from clip_t2i.errors import UserError
+
+PRIOR_SOURCES = ("shapes", "digits", "<folder of class subfolders>")
+
+
+class GaussianPrior:
+    """Per-class full-covariance Gaussians over ``[3, r, r]`` images.
+
+    Each class keeps its mean ``mu_c [d]`` and a factor ``A_c`` with ``A_c A_c^T = Sigma_c`` (``d = 3 r^2``):
+    the centred data ``Xc^T / sqrt(n_c)`` when ``n_c <= d`` (exact and cheap), else the Cholesky factor of
+    ``Sigma_c``. A sample is ``mu_c + A_c z + sqrt(eps) z'`` with ``z, z'`` standard normal, which has covariance
+    exactly ``Sigma_c + eps I``.
+    """
+
+    def __init__(self, means: Tensor, factors: list[Tensor], low_rank: list[bool], resolution: int,
+                 eps: float = 1e-4) -> None:
+        self.means, self.factors, self.low_rank = means, factors, low_rank
+        self.resolution, self.eps = int(resolution), float(eps)
+
+    @property
+    def n_classes(self) -> int:
+        return self.means.shape[0]
+
+    @classmethod
+    def fit(cls, images: Tensor, labels: Tensor, resolution: int = 16, eps: float = 1e-4) -> GaussianPrior:
+        """Fit on ``images [N, 3, H, W]`` in [0, 1] with integer ``labels [N]`` (area-downsampled to ``resolution``)."""
+        if images.ndim != 4 or images.shape[1] != 3 or images.shape[0] != labels.shape[0] or images.shape[0] == 0:
+            raise UserError("GaussianPrior.fit needs images [N, 3, H, W] and labels [N] with N >= 1")
+        x = F.interpolate(images.float(), size=(resolution, resolution), mode="area") if images.shape[-1] != \
+            resolution else images.float()
+        x = (x * 2 - 1).flatten(1)  # [N, d] in [-1, 1]
+        d = x.shape[1]
+        means, factors, low_rank = [], [], []
+        for c in torch.unique(labels).tolist():
+            xc = x[labels == c]
+            mu = xc.mean(0)
+            centred = xc - mu
+            n = xc.shape[0]
+            low_rank.append(n <= d)
+            if n <= d:
+                factors.append((centred.T / math.sqrt(n)).contiguous())
+            else:
+                cov = centred.T @ centred / n + eps * torch.eye(d)
+                factors.append(torch.linalg.cholesky(cov))
+            means.append(mu)
+        return cls(torch.stack(means), factors, low_rank, resolution, eps)
+
+    def sample(self, classes: Tensor, generator: torch.Generator) -> Tensor:
+        """One sample per entry of ``classes`` (class indices), ``[n, 3, r, r]`` clamped to [0, 1]."""
+        d = self.means.shape[1]
+        out = torch.empty(len(classes), d)
+        for i, c in enumerate(classes.tolist()):
+            a = self.factors[c]
+            z = torch.randn(a.shape[1], generator=generator)
+            s = self.means[c] + a @ z
+            if self.low_rank[c]:  # the Cholesky factor already holds the eps I part
+                s = s + math.sqrt(self.eps) * torch.randn(d, generator=generator)
+            out[i] = s
+        r = self.resolution
+        return ((out.view(-1, 3, r, r) + 1) / 2).clamp(0.0, 1.0)
+
+    def sample_pool(self, n: int, generator: torch.Generator) -> Tensor:
+        """``n`` samples balanced over *all* classes (class ``i % C`` for ``i < n``, in a random order)."""
+        classes = torch.arange(n) % self.n_classes
+        classes = classes[torch.randperm(n, generator=generator)]
+        return self.sample(classes, generator)
+
+
+@lru_cache(maxsize=8)
+def fit_prior(source: str, resolution: int = 16, eps: float = 1e-4, per_class: int = 24) -> GaussianPrior:
+    """A prior fitted on a labelled dataset (cached per arguments).
+
+    ``source``: ``"shapes"`` (the 216 *seen* one-object combinations of the train split, ``per_class`` renders
+    each, seed 0), ``"digits"`` (the digits train split, 10 classes) or a folder whose sub-folders are classes
+    (images read at ``resolution``).
+    """
+    if resolution < 2:
+        raise UserError(f"prior resolution must be >= 2, got {resolution}")
+    if source == "shapes":
+        from clip_t2i.data.shapes import ShapesWorld
+
+        world = ShapesWorld(size=64, level="one", split="train")
+        labels = world.allowed_labels().repeat_interleave(per_class)
+        scenes = world.sample_scenes(0, torch.Generator().manual_seed(0), labels=labels)
+        return GaussianPrior.fit(world.render(scenes), labels, resolution, eps)
+    if source == "digits":
+        from clip_t2i.data.digits import DigitsDataset
+
+        ds = DigitsDataset(split="train", size=32)
+        return GaussianPrior.fit(ds.images.expand(-1, 3, -1, -1), ds.labels, resolution, eps)
+    folder = Path(source).expanduser()
+    if not folder.is_dir():
+        raise UserError(f"unknown prior source {source!r}; choose one of {', '.join(PRIOR_SOURCES)}")
+    from clip_t2i.data._common import IMAGE_EXTENSIONS, load_image
+
+    images, labels = [], []
+    classes = sorted(p for p in folder.iterdir() if p.is_dir())
+    for ci, cdir in enumerate(classes):
+        for f in sorted(cdir.iterdir()):
+            if f.suffix.lower() in IMAGE_EXTENSIONS:
+                try:
+                    images.append(load_image(f, resolution))
+                    labels.append(ci)
+                except Exception:  # noqa: BLE001 - unreadable images are skipped
+                    continue
+    if not images:
+        raise UserError(f"{folder} has no class sub-folders with readable images (expected {folder}/<class>/*.png)")
+    return GaussianPrior.fit(torch.stack(images), torch.tensor(labels), resolution, eps)
+
+
+def load_init_image(path: str | Path, size: int) -> Tensor:
+    """An init image as ``[3, size, size]`` in [0, 1] (shorter side resized, centre crop)."""
+    from clip_t2i.data._common import load_image
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise UserError(f"init image {p} does not exist")
+    try:
+        return load_image(p, size)
+    except Exception as e:  # noqa: BLE001 - PIL raises many types for bad files
+        raise UserError(f"cannot read init image {p}: {type(e).__name__}") from None
+
+
+@torch.no_grad()
+def pick_by_clip(pool: Tensor, clip, direction: Tensor, size: int, batch: int = 512) -> Tensor:
+    """The pool member (upsampled to ``size``) whose CLIP embedding is closest to ``direction [D]``."""
+    up = F.interpolate(pool, size=(size, size), mode="bilinear", align_corners=False).clamp(0.0, 1.0)
+    sims = torch.cat([clip.encode_image(chunk) @ direction.to(chunk.device) for chunk in up.split(batch)])
+    return up[int(sims.argmax())]

@@ -1,0 +1,169 @@
+"""CLI commands of the robust package: ``robustify``, ``eval-robust``, ``pag`` (registered by ``clip_t2i.cli``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from clip_t2i.errors import UserError
+
+
+def _print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, default=float) + "\n")
+
+
+def _floats(text: str, what: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"{what} must be a comma-separated list of numbers, got {text!r}") from None
+    if not values:
+        raise UserError(f"{what} is empty")
+    return values
+
+
+def robustify_cmd(
+    model: Annotated[str, typer.Option(help="Zoo name, .safetensors or config to start from")] = "shapes-clip",
+    data: Annotated[str, typer.Option(help="shapes | shapes2 | digits | image-text folder | shards")] = "shapes",
+    out: Annotated[Path, typer.Option(help="Run folder")] = Path("runs/robust"),
+    objective: Annotated[str, typer.Option(help="clipag | tecoa | fare")] = "clipag",
+    attack: Annotated[str, typer.Option(help="pgd | fast | free | none (clean fine-tuning)")] = "pgd",
+    norm: Annotated[str, typer.Option(help="l2 | linf")] = "l2",
+    eps: Annotated[float, typer.Option(help="L2 radius at 224x224 (rescaled to the model); Linf per pixel")] = 1.5,
+    attack_steps: Annotated[int, typer.Option(help="PGD-k iterations")] = 3,
+    step_size: Annotated[float | None, typer.Option(help="Attack step in units of ε")] = None,
+    free_replays: Annotated[int, typer.Option(help="Replays per minibatch (free)")] = 4,
+    clean_weight: Annotated[float, typer.Option(help="Weight of the clean-image loss")] = 0.0,
+    eps_warmup_steps: Annotated[int, typer.Option(help="Linear ε ramp")] = 0,
+    steps: Annotated[int, typer.Option(help="Optimizer steps")] = 500,
+    batch_size: Annotated[int, typer.Option(help="Batch per process and micro-batch")] = 128,
+    grad_accum: Annotated[int, typer.Option(help="Micro-batches per step")] = 1,
+    lr: Annotated[float, typer.Option(help="Peak AdamW learning rate")] = 2e-5,
+    weight_decay: Annotated[float, typer.Option()] = 1e-4,
+    warmup_steps: Annotated[int, typer.Option()] = 50,
+    grad_clip: Annotated[float, typer.Option()] = 1.0,
+    mixed_precision: Annotated[str, typer.Option(help="no | bf16 | fp16")] = "no",
+    positives: Annotated[str, typer.Option(help="label | caption")] = "label",
+    seed: Annotated[int, typer.Option()] = 0,
+    num_workers: Annotated[int, typer.Option()] = 0,
+    log_every: Annotated[int, typer.Option()] = 25,
+    ckpt_every: Annotated[int, typer.Option()] = 250,
+    eval_every: Annotated[int, typer.Option(help="Quick clean/PGD eval every N steps (0: never)")] = 0,
+    max_minutes: Annotated[float | None, typer.Option(help="Wall-clock budget")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the run's latest checkpoint")] = False,
+    export_clipag: Annotated[Path | None, typer.Option(help="Also write the official CLIPAG .pt layout")] = None,
+    progress: Annotated[bool, typer.Option()] = True,
+    dry_run: Annotated[bool, typer.Option(help="Print the resolved config and exit")] = False,
+) -> None:
+    """Adversarially fine-tune a CLIP's image tower (text tower frozen): CLIPAG, TeCoA or FARE objective."""
+    from dataclasses import asdict
+
+    from clip_t2i.robust.finetune import RobustTrainConfig, robustify, validate
+
+    cfg = RobustTrainConfig(
+        data=data, model=model, out=str(out), objective=objective, attack=attack, norm=norm, eps=eps,
+        attack_steps=attack_steps, step_size=step_size, free_replays=free_replays, clean_weight=clean_weight,
+        eps_warmup_steps=eps_warmup_steps, steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
+        weight_decay=weight_decay, warmup_steps=warmup_steps, grad_clip=grad_clip,
+        mixed_precision=mixed_precision, positives=positives, seed=seed, num_workers=num_workers,
+        log_every=log_every, ckpt_every=ckpt_every, eval_every=eval_every, max_minutes=max_minutes,
+        resume=resume, export_clipag=str(export_clipag) if export_clipag else None, progress=progress,
+    )
+    validate(cfg)
+    if dry_run:
+        _print_json(asdict(cfg))
+        return
+    final = robustify(cfg, echo=typer.echo)
+    if os.environ.get("RANK", "0") == "0":
+        typer.echo(f"saved {final}" + (f" and {export_clipag} (CLIPAG layout, verified)" if export_clipag else ""))
+
+
+def eval_robust_cmd(
+    model: Annotated[str, typer.Option(help="Zoo name, .safetensors, config or open_clip name")] = "shapes-clipag",
+    pretrained: Annotated[str | None, typer.Option(help="open_clip tag or weights file")] = None,
+    data: Annotated[str, typer.Option(help="Comma list of shapes, digits, or auto")] = "auto",
+    eps: Annotated[str, typer.Option(help="Comma list of ε (224-convention for L2)")] = "0.5,1,1.5,3",
+    norm: Annotated[str, typer.Option(help="l2 | linf")] = "l2",
+    attacks: Annotated[str, typer.Option(help="Comma list of pgd, apgd")] = "pgd,apgd",
+    n: Annotated[int, typer.Option(help="Images per split")] = 500,
+    pgd_steps: Annotated[int, typer.Option()] = 10,
+    apgd_steps: Annotated[int, typer.Option()] = 50,
+    seed: Annotated[int, typer.Option()] = 1234,
+    native_eps: Annotated[bool, typer.Option(help="Use ε as given (no 224 rescaling)")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+) -> None:
+    """Zero-shot clean and robust accuracy (PGD, APGD-CE) at several ε on shapes (seen/held-out) and digits."""
+    from clip_t2i.backbones import load_clip
+    from clip_t2i.robust.evaluate import EVAL_DATA, robust_zero_shot
+
+    if norm not in ("l2", "linf"):
+        raise UserError(f"unknown norm {norm!r}; use l2 or linf")
+    eps_list = _floats(eps, "--eps")
+    if any(not e > 0 for e in eps_list):
+        raise UserError("every --eps must be > 0")
+    attack_list = [a.strip() for a in attacks.split(",") if a.strip()]
+    if pgd_steps < 1 or apgd_steps < 1:
+        raise UserError("--pgd-steps and --apgd-steps must be ≥ 1")
+    clip = load_clip(model, pretrained)
+    if data == "auto":
+        names = ["digits"] if clip.config.get("train_data") == "digits" else ["shapes"]
+    else:
+        names = [d.strip() for d in data.split(",") if d.strip()]
+        bad = [d for d in names if d not in EVAL_DATA]
+        if bad:
+            raise UserError(f"--data must be among {', '.join(EVAL_DATA)}, not {bad[0]!r}")
+    res = {"model": model, **robust_zero_shot(
+        clip, names, eps=eps_list, norm=norm, attacks=attack_list, n=n, seed=seed, pgd_steps=pgd_steps,
+        apgd_steps=apgd_steps, rescale=not native_eps,
+    )}
+    if as_json:
+        _print_json(res)
+        return
+    typer.echo(f"{model}: {norm} ε (224 → effective): " + ", ".join(f"{k}→{v:.3g}" for k, v in res["eps"].items()))
+    for d in names:
+        for split, r in res[d].items():
+            parts = [f"clean {r['clean']:.1%}"] + [
+                f"{a} ε={k}: {v:.1%}" for a in attack_list for k, v in r[a].items()
+            ]
+            typer.echo(f"  {d}/{split} (n={r['n']}): " + "; ".join(parts))
+
+
+def pag_cmd(
+    model: Annotated[str, typer.Option(help="Zoo name, .safetensors, config or open_clip name")] = "shapes-clipag",
+    pretrained: Annotated[str | None, typer.Option(help="open_clip tag or weights file")] = None,
+    n: Annotated[int, typer.Option(help="Number of (image, one-attribute edit) pairs")] = 300,
+    seed: Annotated[int, typer.Option()] = 0,
+    sigmas: Annotated[str, typer.Option(help="Comma list of gradient-smoothing σ (pixels)")] = "1,2,4",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+) -> None:
+    """Perceptually-aligned-gradient score: cos(∇ₓ sim(x, edited caption), x* − x) on shapes edits."""
+    from clip_t2i.backbones import load_clip
+    from clip_t2i.robust.pag import PAG_ATTRIBUTES, pag_alignment
+
+    if n < 1:
+        raise UserError("--n must be ≥ 1")
+    sig = _floats(sigmas, "--sigmas")
+    if any(s < 0 for s in sig):
+        raise UserError("--sigmas must be ≥ 0")
+    clip = load_clip(model, pretrained)
+    res = {"model": model, **pag_alignment(clip, n=n, seed=seed, sigmas=sig)}
+    if as_json:
+        _print_json(res)
+        return
+    cols = [*PAG_ATTRIBUTES, "mean"]
+    typer.echo(f"PAG alignment of {model} (n={n}, {res['size']} px): " + ", ".join(cols))
+    typer.echo("  raw      " + "  ".join(f"{res['alignment'][c]:+.4f}" for c in cols))
+    for s, r in res["smoothed"].items():
+        typer.echo(f"  σ={s:<6}" + "  ".join(f"{r[c]:+.4f}" for c in cols))
+
+
+def register(app: typer.Typer) -> None:
+    """Add this package's commands to the ``clip-t2i`` app."""
+    app.command("robustify")(robustify_cmd)
+    app.command("eval-robust")(eval_robust_cmd)
+    app.command("pag")(pag_cmd)

@@ -1,0 +1,560 @@
+"""Adversarial fine-tuning of a CLIP's image tower with its text tower frozen (CLIPAG / TeCoA / FARE).
+
+Min-max problem per micro-batch (``l`` = the objective's per-image loss, ``L`` = its batch loss, see
+:mod:`clip_t2i.robust.objectives`)::
+
+    min_θ  L(f_θ(x + δ*))  [+ w_clean · L(f_θ(x))],   δ* ≈ argmax_{||δ||_p ≤ ε, x+δ ∈ [0,1]}  Σ_i l_i(f_θ(x_i + δ_i))
+
+Inner maximisation (``attack``):
+
+* ``pgd``  — PGD-k from a random start in the ball, step ``a = step_size · ε`` (default ``2.5 ε / k``);
+* ``fast`` — FGSM with random start (Wong et al. 2020): one step of ``a`` (default ``1.25 ε``) from a random
+  point, then projection; one extra forward/backward per step;
+* ``free`` — free adversarial training (Shafahi et al. 2019): every minibatch is replayed ``m`` times, each
+  replay is one optimizer step whose single backward pass gives both the weight gradient and the input
+  gradient; ``δ ← Π_ε(δ + a · d(∇_δ L))`` (default ``a = ε``) is carried over between replays and on to the
+  next minibatch. A new minibatch is drawn every ``m`` optimizer steps. Costs about one clean step per step;
+* ``none`` — clean fine-tuning with the same objective (the cost baseline).
+
+``d(g) = g / ||g||₂`` (L2) or ``sign(g)`` (Linf). The attack runs on the image tower in eval mode and its
+gradients reach the images only.
+
+**ε convention.** An L2 radius is given for 224×224 images (CLIPAG's reported ε = 1.5) and rescaled to the
+model's resolution as ``ε_eff = ε · √(H·W / 224²)`` — the radius that keeps the per-pixel RMS perturbation
+``ε / √(3·H·W)`` unchanged (64 px: 1.5 → 0.43). Linf radii are per pixel and used as given.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from clip_t2i.backbones import ClipModel, load_clip
+from clip_t2i.errors import UserError
+from clip_t2i.robust.attacks import _ascent_direction, eval_mode, pgd, project
+from clip_t2i.robust.objectives import OBJECTIVE_NAMES, BatchTargets, Objective, get_objective
+from clip_t2i.training.checkpoint import latest_checkpoint, load_state, save_checkpoint
+from clip_t2i.training.common import (
+    Timer,
+    check_run_dir,
+    finite_or_skip,
+    make_accelerator,
+    param_groups,
+    save_run_config,
+    warmup_cosine,
+)
+from clip_t2i.training.losses import positive_mask
+
+EPS_REFERENCE_SIZE = 224
+ATTACK_MODES: tuple[str, ...] = ("pgd", "fast", "free", "none")
+NORMS: tuple[str, ...] = ("l2", "linf")
+LABELLED_DATA: tuple[str, ...] = ("shapes", "shapes2", "digits")
+
+
+def effective_eps(eps: float, size: int | tuple[int, int], norm: str = "l2") -> float:
+    """The radius used at resolution ``size``: ``ε · √(H·W / 224²)`` for L2, ``ε`` for Linf."""
+    if norm not in NORMS:
+        raise UserError(f"unknown norm {norm!r}; use one of {', '.join(NORMS)}")
+    if norm == "linf":
+        return float(eps)
+    h, w = (size, size) if isinstance(size, int) else size
+    return float(eps) * math.sqrt(h * w / EPS_REFERENCE_SIZE**2)
+
+
+@dataclass(frozen=True)
+class RobustTrainConfig:
+    """Every option of robust fine-tuning; saved verbatim as ``config.json`` in the run folder."""
+
+    data: str = "shapes"  # shapes | shapes2 | digits | image-text folder | webdataset shards
+    model: str = "shapes-clip"  # zoo name, clip-t2i .safetensors or project config to start from
+    out: str = "runs/robust"  # run folder (checkpoints/, logs/, config.json, final.safetensors)
+    objective: str = "clipag"  # clipag | tecoa | fare
+    attack: str = "pgd"  # pgd | fast | free | none
+    norm: str = "l2"  # l2 | linf
+    eps: float = 1.5  # L2: radius at 224x224 (rescaled, see effective_eps); Linf: per pixel in [0, 1]
+    attack_steps: int = 3  # PGD-k iterations (attack=pgd)
+    step_size: float | None = None  # attack step in units of ε (default: pgd 2.5/k, fast 1.25, free 1.0)
+    free_replays: int = 4  # m: optimizer steps per minibatch (attack=free)
+    clean_weight: float = 0.0  # w_clean: weight of the same objective on the clean images (0: adversarial only)
+    eps_warmup_steps: int = 0  # ε grows linearly from 0 to ε over these steps
+    steps: int = 500  # optimizer steps
+    batch_size: int = 128  # per process and per micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer step
+    lr: float = 2e-5  # peak AdamW learning rate (paper default; tiny models want more, see README)
+    weight_decay: float = 1e-4  # AdamW decoupled weight decay (not on gains, biases, embeddings)
+    betas: tuple[float, float] = (0.9, 0.98)
+    warmup_steps: int = 50  # linear lr warm-up, then cosine to 0
+    grad_clip: float = 1.0  # max global gradient norm (0: off)
+    mixed_precision: str = "no"  # no | bf16 | fp16 (GPU)
+    positives: str = "label"  # clipag: label = same ground-truth label is a positive; caption = same text
+    seed: int = 0
+    num_workers: int = 0
+    log_every: int = 25
+    ckpt_every: int = 250  # steps between checkpoints (0: only at the end)
+    eval_every: int = 0  # steps between quick clean/robust zero-shot evaluations (0: never)
+    max_minutes: float | None = None  # wall-clock budget; stops (and checkpoints) when exceeded
+    resume: bool = False
+    export_clipag: str | None = None  # also write the official CLIPAG layout ({'state_dict': module.*}) here
+    progress: bool = True
+
+
+def validate(cfg: RobustTrainConfig) -> None:
+    """Reject impossible settings before any work (one-line :class:`UserError`)."""
+    if cfg.objective not in OBJECTIVE_NAMES:
+        raise UserError(f"unknown objective {cfg.objective!r}; use one of {', '.join(OBJECTIVE_NAMES)}")
+    if cfg.attack not in ATTACK_MODES:
+        raise UserError(f"unknown attack {cfg.attack!r}; use one of {', '.join(ATTACK_MODES)}")
+    if cfg.norm not in NORMS:
+        raise UserError(f"unknown norm {cfg.norm!r}; use one of {', '.join(NORMS)}")
+    if not math.isfinite(cfg.eps) or cfg.eps <= 0:
+        raise UserError(f"--eps must be > 0, got {cfg.eps}")
+    if cfg.attack_steps < 1:
+        raise UserError(f"--attack-steps must be ≥ 1, got {cfg.attack_steps}")
+    if cfg.step_size is not None and (not math.isfinite(cfg.step_size) or cfg.step_size <= 0):
+        raise UserError(f"--step-size must be > 0 (in units of ε), got {cfg.step_size}")
+    if cfg.free_replays < 1:
+        raise UserError(f"--free-replays must be ≥ 1, got {cfg.free_replays}")
+    if cfg.clean_weight < 0 or not math.isfinite(cfg.clean_weight):
+        raise UserError(f"--clean-weight must be ≥ 0, got {cfg.clean_weight}")
+    if cfg.eps_warmup_steps < 0:
+        raise UserError("--eps-warmup-steps must be ≥ 0")
+    if cfg.steps < 1:
+        raise UserError(f"--steps must be ≥ 1, got {cfg.steps}")
+    if cfg.batch_size < 2:
+        raise UserError("--batch-size must be ≥ 2")
+    if cfg.grad_accum < 1:
+        raise UserError("--grad-accum must be ≥ 1")
+    if not cfg.lr > 0:
+        raise UserError("--lr must be > 0")
+    if cfg.positives not in ("label", "caption"):
+        raise UserError("--positives must be 'label' or 'caption'")
+    if cfg.objective == "tecoa" and cfg.data not in LABELLED_DATA:
+        raise UserError(f"objective tecoa needs class prompts: use --data {', '.join(LABELLED_DATA)}")
+
+
+def default_step_size(attack: str, attack_steps: int) -> float:
+    """Attack step in units of ε: PGD-k ``2.5/k``, fast ``1.25``, free ``1.0``."""
+    return {"pgd": 2.5 / attack_steps, "fast": 1.25, "free": 1.0}.get(attack, 1.0)
+
+
+# ----------------------------------------------------------------------------------------------- towers
+def freeze_text_tower(clip: ClipModel) -> int:
+    """Freeze everything but the image tower (text tower, logit scale/bias); return #trainable parameters.
+
+    Raises:
+        UserError: no separate text tower, no image-tower parameters, or text embeddings that still depend
+            on trainable parameters (weights shared between the towers).
+    """
+    text = clip.text_parameters()
+    visual = list(clip.visual.parameters())
+    if not text:
+        raise UserError(f"{clip.name} has no separate text tower to freeze")
+    if not visual:
+        raise UserError(f"{clip.name} has no image-tower parameters to fine-tune")
+    for p in clip.model.parameters():
+        p.requires_grad_(False)
+    for p in visual:
+        p.requires_grad_(True)
+    with torch.enable_grad():
+        probe = clip.encode_text(["a"])
+    if probe.requires_grad:
+        raise UserError(f"the text tower of {clip.name} cannot be frozen: it shares weights with the image tower")
+    return sum(p.numel() for p in visual)
+
+
+class ImageTower(nn.Module):
+    """``pixels in [0, 1] -> f_θ(x)``: a ClipModel's unnormalised image embedding as the trained module."""
+
+    def __init__(self, clip: ClipModel) -> None:
+        super().__init__()
+        self.clip = clip
+
+    def forward(self, pixels: Tensor) -> Tensor:
+        return self.clip.encode_image(pixels, normalize=False)
+
+
+def class_prompts(data: str, clip: ClipModel) -> list[str]:
+    """Class prompts whose index is the data's ``label``: canonical captions of all combinations / digits."""
+    if data in ("shapes", "shapes2"):
+        from clip_t2i.data.shapes import ShapesWorld
+
+        level = "one" if data == "shapes" else "two"
+        return ShapesWorld(size=clip.image_size, level=level, split="all").canonical_caption_list()
+    if data == "digits":
+        from clip_t2i.data.digits import canonical_caption_list
+
+        return canonical_caption_list()
+    raise UserError(f"no class prompts for data {data!r}; use {', '.join(LABELLED_DATA)}")
+
+
+# ------------------------------------------------------------------------------------------------- step
+class AdversarialStep:
+    """One optimizer step of robust fine-tuning, for every attack mode (the loop and the benchmark use it).
+
+    Args:
+        clip: the model (text tower already frozen); ``tower``: the trained module (``ImageTower(clip)``, possibly
+            wrapped by accelerate/DDP); ``reference``: frozen initial model (FARE); ``class_features``: frozen
+            class-prompt embeddings (TeCoA); ``eps`` is the effective radius at the model's resolution.
+    """
+
+    def __init__(
+        self,
+        clip: ClipModel,
+        tower: nn.Module,
+        objective: Objective,
+        optimizer: torch.optim.Optimizer,
+        *,
+        attack: str = "pgd",
+        norm: str = "l2",
+        eps: float = 0.43,
+        attack_steps: int = 3,
+        step_size: float | None = None,
+        clean_weight: float = 0.0,
+        grad_clip: float = 1.0,
+        positives: str = "label",
+        reference: ClipModel | None = None,
+        class_features: Tensor | None = None,
+        accelerator: Any = None,
+        seed: int = 0,
+    ) -> None:
+        self.clip, self.tower, self.objective, self.optimizer = clip, tower, objective, optimizer
+        self.attack, self.norm, self.eps, self.attack_steps = attack, norm, eps, attack_steps
+        self.step_size = default_step_size(attack, attack_steps) if step_size is None else step_size
+        self.clean_weight, self.grad_clip, self.positives = clean_weight, grad_clip, positives
+        self.reference, self.class_features = reference, class_features
+        self.accelerator, self.seed = accelerator, seed
+        self.delta: list[Tensor | None] = []  # free AT: carried perturbation per micro-batch slot
+        self._text_cache: dict[str, Tensor] = {}
+
+    # ---------------------------------------------------------------- frozen targets
+    @torch.no_grad()
+    def targets(self, batch: dict[str, Any]) -> BatchTargets:
+        """Frozen per-batch targets (caption / class embeddings, positives, labels, reference embeddings)."""
+        clip = self.clip
+        t = BatchTargets(scale=float(clip.logit_scale.exp()))
+        name = self.objective.name
+        if name == "clipag":
+            caps = list(batch["caption"])
+            missing = [c for c in dict.fromkeys(caps) if c not in self._text_cache]
+            if missing:
+                with eval_mode(clip):
+                    feats = clip.encode_text(missing)
+                if len(self._text_cache) > 50_000:
+                    self._text_cache.clear()
+                self._text_cache.update(zip(missing, feats, strict=True))
+            t.text = torch.stack([self._text_cache[c] for c in caps])
+            keys = batch["label"] if (self.positives == "label" and "label" in batch) else caps
+            t.positives = positive_mask(keys).to(t.text.device)
+        elif name == "tecoa":
+            if "label" not in batch or self.class_features is None:
+                raise UserError("objective tecoa needs labelled data (shapes, shapes2, digits)")
+            t.classes, t.labels = self.class_features, batch["label"].to(self.class_features.device)
+        elif name == "fare":
+            if self.reference is None:
+                raise UserError("objective fare needs the frozen reference model")
+            with eval_mode(self.reference):
+                t.reference = self.reference.encode_image(batch["image"], normalize=False)
+        self.objective.check(t)
+        return t
+
+    # ---------------------------------------------------------------- inner maximisation
+    def perturb(self, x: Tensor, t: BatchTargets, eps: float, generator: torch.Generator) -> Tensor:
+        """Adversarial images for attack ``pgd`` (PGD-k) or ``fast`` (FGSM from a random start)."""
+        def loss_fn(xa: Tensor) -> Tensor:
+            return self.objective.per_sample(self.clip.encode_image(xa, normalize=False), t)
+
+        steps = self.attack_steps if self.attack == "pgd" else 1
+        with eval_mode(self.clip):
+            return pgd(
+                loss_fn, x, eps=eps, norm=self.norm, steps=steps, step_size=self.step_size * eps,
+                random_start=True, generator=generator,
+            )
+
+    def _free_start(self, slot: int, x: Tensor, eps: float) -> Tensor:
+        while len(self.delta) <= slot:
+            self.delta.append(None)
+        d = self.delta[slot]
+        if d is None or d.shape != x.shape:
+            return x.clone()
+        return project(x + d, x, eps, self.norm)  # the carried δ, re-projected onto this batch's ball
+
+    # ---------------------------------------------------------------- one step
+    def __call__(self, micro_batches: list[dict[str, Any]], *, step: int, eps: float) -> dict[str, float] | None:
+        """Accumulate gradients over ``micro_batches`` and take one optimizer step.
+
+        Returns scalars to log, or None if a loss was not finite (the step is skipped, gradients dropped).
+        """
+        acc = self.accelerator
+        n = len(micro_batches)
+        stats: dict[str, float] = {"loss": 0.0}
+        ok = True
+        for slot, batch in enumerate(micro_batches):
+            x = batch["image"]
+            t = self.targets(batch)
+            gen = torch.Generator().manual_seed((self.seed * 1_000_003 + step) * 64 + slot)
+            x_in = x
+            if self.attack in ("pgd", "fast") and eps > 0:
+                x_in = self.perturb(x, t, eps, gen)
+            elif self.attack == "free":
+                x_in = self._free_start(slot, x, eps).requires_grad_(True)
+            sync = slot == n - 1
+            ctx = acc.no_sync(self.tower) if (acc is not None and not sync and acc.num_processes > 1) else _null()
+            with ctx:
+                feats = self.tower(x_in)
+                loss = self.objective(feats, t)
+                total = loss
+                if self.clean_weight > 0:
+                    clean_loss = self.objective(self.tower(x), t)
+                    total = loss + self.clean_weight * clean_loss
+                    stats["loss_clean"] = stats.get("loss_clean", 0.0) + float(clean_loss.detach()) / n
+                if not torch.isfinite(total.detach()):
+                    ok = False
+                    stats["loss"] = float("nan")
+                    break
+                if acc is not None:
+                    acc.backward(total / n)
+                else:
+                    (total / n).backward()
+            stats["loss"] += float(loss.detach()) / n
+            if self.attack == "free":
+                grad = x_in.grad if x_in.grad is not None else torch.zeros_like(x)
+                a = self.step_size * eps
+                new = project(x_in.detach() + a * _ascent_direction(grad, self.norm), x, eps, self.norm)
+                self.delta[slot] = (new - x).detach()
+                x_in = new
+            with torch.no_grad():
+                stats["delta_l2"] = stats.get("delta_l2", 0.0) + float((x_in - x).flatten(1).norm(dim=1).mean()) / n
+                acc_adv = _train_accuracy(self.objective.name, feats.detach(), t)
+                if acc_adv is not None:
+                    stats["acc_adv"] = stats.get("acc_adv", 0.0) + acc_adv / n
+        if not ok:
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        if self.grad_clip > 0:
+            if acc is not None:
+                stats["grad_norm"] = float(acc.clip_grad_norm_(params, self.grad_clip))
+            else:
+                stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, self.grad_clip))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return stats
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _train_accuracy(name: str, feats: Tensor, t: BatchTargets) -> float | None:
+    """Fraction of images whose best-matching text is a positive (clipag) / the label (tecoa)."""
+    f = torch.nn.functional.normalize(feats.float(), dim=-1)
+    if name == "clipag":
+        best = (f @ t.text.T).argmax(1)
+        return float(t.positives[torch.arange(len(best)), best].mean())
+    if name == "tecoa":
+        return float(((f @ t.classes.T).argmax(1) == t.labels).float().mean())
+    return None
+
+
+# ------------------------------------------------------------------------------------------------ export
+def export_clipag(clip: ClipModel, path: str | Path) -> Path:
+    """Write the official CLIPAG layout: ``torch.save({'state_dict': {'module.' + k: v}})`` of the full CLIP.
+
+    It loads back with ``load_clip(arch, pretrained=path)`` where ``arch = clip.name`` (a project config or an
+    open_clip architecture).
+    """
+    from clip_t2i.utils.io import atomic_write
+
+    sd = {"module." + k: v.detach().cpu().clone() for k, v in clip.model.state_dict().items()}
+    path = Path(path)
+    with atomic_write(path) as tmp:
+        torch.save({"state_dict": sd}, tmp)
+    return path
+
+
+def verify_clipag_export(clip: ClipModel, path: str | Path) -> None:
+    """Load ``path`` with ``load_clip(clip.name, pretrained=path)`` and check every tensor is identical."""
+    back = load_clip(clip.name, pretrained=str(path))
+    ref = clip.model.state_dict()
+    for k, v in back.model.state_dict().items():
+        if not torch.equal(v.cpu(), ref[k].cpu()):
+            raise UserError(f"CLIPAG export {path} does not round-trip ({k} differs)")
+
+
+# ------------------------------------------------------------------------------------------------- loop
+def robustify(cfg: RobustTrainConfig, echo=print) -> Path:
+    """Adversarially fine-tune ``cfg.model``'s image tower; return the path of ``final.safetensors``."""
+    from clip_t2i.data import make_stream
+
+    validate(cfg)
+    run_dir = Path(cfg.out)
+    check_run_dir(run_dir, cfg.resume)
+    torch.manual_seed(cfg.seed)
+    resume_from = latest_checkpoint(run_dir) if cfg.resume else None
+    if cfg.resume and resume_from is None:
+        raise UserError(f"--resume: no checkpoint found in {run_dir}/checkpoints")
+    clip = load_clip(resume_from / "model.safetensors" if resume_from is not None else cfg.model)
+    n_trainable = freeze_text_tower(clip)
+    eps = effective_eps(cfg.eps, clip.image_size, cfg.norm)
+    reference = None
+    if cfg.objective == "fare":  # f_0: always the *initial* model, also when resuming
+        reference = load_clip(cfg.model)
+        reference.requires_grad_(False)
+    accelerator = make_accelerator(run_dir, 1, cfg.mixed_precision)  # accumulation is done by AdversarialStep
+    rank, world = accelerator.process_index, accelerator.num_processes
+    state = load_state(resume_from) if resume_from is not None else {}
+    start_step = int(state.get("step", 0))
+    replays = cfg.free_replays if cfg.attack == "free" else 1
+    clip.config["train_data"] = clip.config.get("train_data", cfg.data if cfg.data in LABELLED_DATA else "custom")
+    clip.config["robust"] = {
+        "objective": cfg.objective, "attack": cfg.attack, "norm": cfg.norm, "eps_224": cfg.eps, "eps": eps,
+    }
+    msg = (
+        f"robustify: objective {cfg.objective}, attack {cfg.attack}, {cfg.norm} ε = {cfg.eps:g}"
+        + (f" at 224² → effective ε = {eps:.4g} at {clip.image_size}²" if cfg.norm == "l2" else " (per pixel)")
+        + f", {n_trainable:,} trainable image-tower parameters, text tower frozen"
+    )
+    if accelerator.is_main_process and echo is not None:
+        echo(msg)
+
+    stream = make_stream(
+        cfg.data, size=clip.image_size, batch_size=cfg.batch_size, seed=cfg.seed, rank=rank, world_size=world,
+        start_batch=(start_step // replays) * cfg.grad_accum, split="train",
+    )
+    if accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_run_config(run_dir, cfg)
+        accelerator.init_trackers("robust", config={k: str(v) for k, v in cfg.__dict__.items()})
+    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=cfg.num_workers)
+
+    clip.train()
+    tower = ImageTower(clip)
+    optimizer = torch.optim.AdamW(param_groups(tower, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=1e-6)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.warmup_steps, cfg.steps))
+    if state:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng_cpu"])
+    model, optimizer = accelerator.prepare(tower, optimizer)
+    class_features = None
+    if cfg.objective == "tecoa":
+        with torch.no_grad(), eval_mode(clip):
+            class_features = clip.encode_text(class_prompts(cfg.data, clip))
+    stepper = AdversarialStep(
+        clip, model, get_objective(cfg.objective), optimizer, attack=cfg.attack, norm=cfg.norm, eps=eps,
+        attack_steps=cfg.attack_steps, step_size=cfg.step_size, clean_weight=cfg.clean_weight,
+        grad_clip=cfg.grad_clip, positives=cfg.positives, reference=reference, class_features=class_features,
+        accelerator=accelerator, seed=cfg.seed * 7919 + rank,
+    )
+    if "delta" in state:
+        stepper.delta = [d if d.numel() else None for d in state["delta"]]
+    timer = Timer(cfg.max_minutes)
+    timer.start -= float(state.get("elapsed_s", 0.0))
+    log_file = run_dir / "train.log"
+
+    def log(msg: str) -> None:
+        if accelerator.is_main_process:
+            with open(log_file, "a") as f:
+                f.write(msg + "\n")
+
+    log(json.dumps({"start_step": start_step, "eps_224": cfg.eps, "eps_effective": eps, "size": clip.image_size}))
+
+    def checkpoint(step: int) -> None:
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            st = {
+                "step": step,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng_cpu": torch.get_rng_state(),
+                "elapsed_s": timer.elapsed_s,
+                "delta": [d if d is not None else torch.empty(0) for d in stepper.delta],
+            }
+            save_checkpoint(run_dir, step, clip.save, st)
+        accelerator.wait_for_everyone()
+
+    bar = tqdm(
+        total=cfg.steps, initial=start_step, disable=not (cfg.progress and accelerator.is_main_process),
+        desc="robustify", dynamic_ncols=True,
+    )
+    data_iter = iter(loader)
+    micro: list[dict[str, Any]] | None = None
+    step, skipped = start_step, 0
+    stats: dict[str, float] | None = None
+    while step < cfg.steps:
+        if micro is None or step % replays == 0:
+            micro = []
+            for _ in range(cfg.grad_accum):
+                b = next(data_iter)
+                micro.append({**b, "image": b["image"].to(accelerator.device).clone()})
+        eps_now = eps * min(1.0, (step + 1) / cfg.eps_warmup_steps) if cfg.eps_warmup_steps else eps
+        with accelerator.autocast():
+            stats = stepper(micro, step=step, eps=eps_now)
+        if stats is None:
+            skipped += 1
+            finite_or_skip(torch.tensor(float("nan")), step, log)
+        scheduler.step()
+        step += 1
+        bar.update(1)
+        if stats is not None and (step % cfg.log_every == 0 or step == cfg.steps):
+            scalars = {**stats, "lr": scheduler.get_last_lr()[0], "eps": eps_now}
+            accelerator.log(scalars, step=step)
+            bar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats.get('acc_adv', float('nan')):.2f}")
+            log(json.dumps({"step": step, **{k: float(f"{v:.5g}") for k, v in scalars.items()},
+                            "elapsed_s": round(timer.elapsed_s, 1)}))
+        if cfg.eval_every and step % cfg.eval_every == 0 and accelerator.is_main_process:
+            res = quick_robust_eval(clip, cfg.data, eps, cfg.norm)
+            if res:
+                accelerator.log({f"eval/{k}": v for k, v in res.items()}, step=step)
+                log(json.dumps({"step": step, "eval": res}))
+        if cfg.ckpt_every and step % cfg.ckpt_every == 0 and step < cfg.steps:
+            checkpoint(step)
+        if timer.expired:
+            log(f"time budget of {cfg.max_minutes} min reached at step {step}")
+            break
+    bar.close()
+    checkpoint(step)
+    final = run_dir / "final.safetensors"
+    if accelerator.is_main_process:
+        clip.save(final, extra={"steps": str(step), "elapsed_s": f"{timer.elapsed_s:.1f}"})
+        if cfg.export_clipag:
+            verify_clipag_export(clip, export_clipag(clip, cfg.export_clipag))
+        log(json.dumps({"done": True, "step": step, "elapsed_s": round(timer.elapsed_s, 1), "skipped": skipped}))
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return final
+
+
+def quick_robust_eval(clip: ClipModel, data: str, eps: float, norm: str, n: int = 150) -> dict[str, float]:
+    """Clean and PGD-10 zero-shot accuracy on ``n`` seen images (shapes: exact caption; digits: digit)."""
+    from clip_t2i.robust.attacks import clean_accuracy, robust_accuracy
+    from clip_t2i.robust.evaluate import labelled_eval_sets, zero_shot_classifier
+
+    if data not in ("shapes", "digits"):
+        return {}
+    was = clip.training
+    clip.eval()
+    try:
+        sets, prompts = labelled_eval_sets(data, clip.image_size, n=n, seed=4321, splits=("seen",))
+        clf = zero_shot_classifier(clip, prompts)
+        x, y = sets["seen"]
+        gen = torch.Generator().manual_seed(0)
+        return {
+            "clean": clean_accuracy(clf, x, y, batch_size=n),
+            "pgd10": robust_accuracy(
+                clf, x, y, eps=eps, norm=norm, attack="pgd", steps=10, batch_size=n, generator=gen
+            ),
+        }
+    finally:
+        clip.train(was)

@@ -1,0 +1,229 @@
+"""GAN losses: every term against hand-computed tensors; SAN stop-gradient routing; MA-GP vs manual autograd."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from clip_t2i.errors import UserError
+from clip_t2i.gan.losses import (
+    GanLoss,
+    LossConfig,
+    clip_cos_loss,
+    generator_adv_loss,
+    hinge_d_loss,
+    ma_gp,
+    mi_loss,
+    roll_captions,
+    san_d_loss,
+)
+from clip_t2i.gan.networks import SanDirection, SanLogits, san_logits
+
+torch.set_num_threads(1)
+
+
+def test_hinge_d_loss_hand_computed():
+    real = torch.tensor([2.0, 0.5, -1.0])  # relu(1 - f): 0, 0.5, 2     -> mean 2.5/3
+    fake = torch.tensor([-2.0, 0.0, 1.0])  # relu(1 + f): 0, 1, 2       -> mean 1
+    mis = torch.tensor([-0.5, 3.0])  # relu(1 + f): 0.5, 4               -> mean 2.25
+    got = hinge_d_loss(real, fake, mis, 0.5, 0.5)
+    assert torch.allclose(got, torch.tensor(2.5 / 3 + 0.5 * 1 + 0.5 * 2.25))
+    assert torch.allclose(hinge_d_loss(real, fake, None, 1.0), torch.tensor(2.5 / 3 + 1.0))
+
+
+def test_san_d_loss_hand_computed():
+    real = SanLogits(fun=torch.tensor([0.5, 2.0]), dir=torch.tensor([1.0, 3.0]), full=torch.zeros(2))
+    fake = SanLogits(fun=torch.tensor([-0.5, 1.0]), dir=torch.tensor([-2.0, 0.0]), full=torch.zeros(2))
+    mis = SanLogits(fun=torch.tensor([0.0]), dir=torch.tensor([4.0]), full=torch.zeros(1))
+    # real: relu(1-fun) = 0.5, 0 -> 0.25; -E dir = -2 ; fake: relu(1+fun) = 0.5, 2 -> 1.25; +E dir = -1
+    assert torch.allclose(san_d_loss(real, fake, None, 1.0), torch.tensor(0.25 - 2 + 1.25 - 1))
+    # mismatch (w 0.5): relu(1 + 0) = 1, dir 4 -> 0.5 * 5; fake weight 0.5
+    assert torch.allclose(san_d_loss(real, fake, mis, 0.5, 0.5), torch.tensor(0.25 - 2 + 0.5 * 0.25 + 2.5))
+
+
+def test_generator_adv_mi_clip_terms():
+    assert torch.allclose(generator_adv_loss(torch.tensor([1.0, -3.0])), torch.tensor(1.0))
+    z = torch.tensor([[1.0, 2.0], [0.0, -1.0]])
+    zh = torch.tensor([[0.0, 2.0], [3.0, 1.0]])
+    assert torch.allclose(mi_loss(zh, z), torch.tensor((1.0 + 0.0 + 9.0 + 4.0) / 2))
+    a = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    b = torch.tensor([[1.0, 1.0], [0.0, -1.0]])
+    assert torch.allclose(clip_cos_loss(a, b), torch.tensor(-(2**-0.5 - 1.0) / 2))
+    e = torch.arange(6.0).view(3, 2)
+    assert torch.equal(roll_captions(e), torch.tensor([[2.0, 3.0], [4.0, 5.0], [0.0, 1.0]]))
+
+
+def _san_setup(scale: bool):
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(5, 4, generator=g, requires_grad=True)
+    v = torch.randn(5, 4, generator=g, requires_grad=True)  # v = W e(c): the unnormalised direction
+    norm = v.norm(dim=1)
+    logits = san_logits(h, v / norm[:, None], norm if scale else None)
+    return h, v, logits
+
+
+@pytest.mark.parametrize("scale", [False, True])
+def test_san_hinge_part_gives_direction_no_gradient(scale):
+    h, v, lg = _san_setup(scale)
+    hinge = F.relu(1 - lg.fun[:3]).mean() + F.relu(1 + lg.fun[3:]).mean()
+    hinge.backward()
+    assert h.grad.abs().sum() > 0
+    if not scale:
+        assert v.grad is None or torch.all(v.grad == 0)  # ω gets no hinge gradient at all
+    else:  # only the scale ‖v‖ is trained by the hinge: the gradient w.r.t. v is radial (parallel to v)
+        ortho = v.grad - (v.grad * v).sum(1, keepdim=True) * v / v.norm(dim=1, keepdim=True) ** 2
+        assert ortho.abs().max() < 1e-6 and v.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("scale", [False, True])
+def test_san_wasserstein_part_gives_h_no_gradient(scale):
+    h, v, lg = _san_setup(scale)
+    wass = -lg.dir[:3].mean() + lg.dir[3:].mean()
+    wass.backward()
+    assert h.grad is None or torch.all(h.grad == 0)  # h gets no Wasserstein gradient
+    # ... and the direction only turns: the gradient w.r.t. v is orthogonal to v (the scale is not trained)
+    assert (v.grad * v).sum(1).abs().max() < 1e-6 and v.grad.abs().sum() > 0
+
+
+def test_san_full_logit_and_values():
+    h, v, lg = _san_setup(True)
+    expect = (h * v).sum(1)  # <v/|v|, |v| h> = <v, h>
+    assert torch.allclose(lg.full, expect, atol=1e-6)
+    assert torch.allclose(lg.fun, expect, atol=1e-6) and torch.allclose(lg.dir, expect, atol=1e-6)
+    # per-patch logits [B, d, P, P] with a single global direction
+    hp = torch.randn(2, 4, 3, 3)
+    w = torch.tensor([[0.0, 1.0, 0.0, 0.0]])
+    assert torch.allclose(san_logits(hp, w, None).full, hp[:, 1])
+
+
+def test_san_direction_module_routing():
+    """Through the real modules: SAN D loss trains W of ω(c) only via the Wasserstein part when scale='none'."""
+    torch.manual_seed(0)
+    direction = SanDirection("text", 6, 4)
+    e = F.normalize(torch.randn(8, 6), dim=1)
+    h = torch.randn(8, 4, requires_grad=True)
+    omega, _ = direction(e)
+    lg = san_logits(h, omega, None)
+    real, fake = SanLogits(*(t[:4] for t in lg)), SanLogits(*(t[4:] for t in lg))
+    hinge_only = F.relu(1 - real.fun).mean() + F.relu(1 + fake.fun).mean()
+    grad_w = torch.autograd.grad(hinge_only, direction.proj.weight, allow_unused=True, retain_graph=True)[0]
+    assert grad_w is None or torch.all(grad_w == 0)
+    total = san_d_loss(real, fake)
+    gw, gh = torch.autograd.grad(total, [direction.proj.weight, h])
+    assert gw.abs().sum() > 0 and gh.abs().sum() > 0
+
+
+def _manual_magp(D, feats, e, power):
+    norms = []
+    for b in range(feats.shape[0]):
+        f = feats[b : b + 1].detach().requires_grad_(True)
+        t = e[b : b + 1].detach().requires_grad_(True)
+        gf, gt = torch.autograd.grad(D(f, t).sum(), [f, t])
+        norms.append(torch.cat([gf.flatten(), gt.flatten()]).norm())
+    return 2.0 * torch.stack(norms).pow(power).mean()
+
+
+def test_magp_linear_hand_computed_and_nonlinear_manual():
+    a = torch.tensor([1.0, 2.0, 2.0])
+    bvec = torch.tensor([0.0, 4.0])
+    feats = torch.randn(3, 3, requires_grad=True)
+    e = torch.randn(3, 2, requires_grad=True)
+    out = feats @ a + e @ bvec  # ∇ = (a, b) for every sample, ‖(a, b)‖ = sqrt(9 + 16) = 5
+    assert torch.allclose(ma_gp(out, (feats, e), 2.0, 6.0), torch.tensor(2.0 * 5.0**6))
+    torch.manual_seed(1)
+    net = torch.nn.Sequential(torch.nn.Linear(3 * 2 * 2 + 2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+
+    def D(f, t):
+        return net(torch.cat([f.flatten(1), t], 1)).squeeze(1)
+
+    f4 = torch.randn(4, 3, 2, 2, requires_grad=True)
+    e4 = torch.randn(4, 2, requires_grad=True)
+    got = ma_gp(D(f4, e4), (f4, e4), 2.0, 6.0)
+    assert torch.allclose(got, _manual_magp(D, f4, e4, 6.0), rtol=1e-5)
+    got.backward()  # create_graph: the penalty trains D
+    assert net[0].weight.grad.abs().sum() > 0
+
+
+def test_loss_config_rejects_negative_lambda():
+    with pytest.raises(UserError, match="mi_weight"):
+        LossConfig(mi_weight=-0.1).validate()
+    with pytest.raises(UserError, match="formulation"):
+        LossConfig(formulation="wgan").validate()
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from clip_t2i.backbones import load_clip
+    from clip_t2i.gan.train import build
+    from clip_t2i.gan.variants import get_variant
+
+    torch.manual_seed(0)
+    clip = load_clip("vit-t32")
+    out = {}
+    for name in ("galip", "scad-mi", "scad-dd"):
+        cfg = get_variant(name)
+        G, D, _ = build(cfg, clip)
+        out[name] = (G, D, GanLoss(G, D, cfg.loss))
+    e = F.normalize(torch.randn(4, 128), dim=1)
+    return clip, out, e
+
+
+@pytest.mark.parametrize("name", ["galip", "scad-mi", "scad-dd"])
+def test_gan_loss_steps_route_gradients(tiny, name):
+    clip, nets, e = tiny
+    G, D, loss = nets[name]
+    z = torch.randn(4, G.z_dim)
+    real = torch.rand(4, 3, 32, 32) * 2 - 1
+    fake = G(z, e)
+    ld, st = loss.discriminator(real, fake, e, z)
+    assert torch.isfinite(ld) and "D/loss_sem" in st
+    ld.backward()
+    assert all(p.grad is None for p in clip.parameters())  # frozen CLIP: no gradients accumulate
+    assert all(p.grad is None for p in G.trainable_parameters())  # fakes detached in the D step
+    head_w = D.semantic.head.c1.parametrizations.weight.original if name != "galip" else D.semantic.head.c1.weight
+    assert head_w.grad is not None and head_w.grad.abs().sum() > 0
+    if D.q is not None:
+        assert D.q.net[0].weight.grad.abs().sum() > 0 and "D/mi" in st
+    D.zero_grad(set_to_none=True)
+    for p in D.trainable_parameters():
+        p.requires_grad_(False)
+    lg, st_g = loss.generator(fake, e, z)
+    lg.backward()
+    for p in D.trainable_parameters():
+        p.requires_grad_(True)
+    assert all(p.grad is None for p in D.trainable_parameters())
+    assert all(p.grad is None for p in clip.parameters())
+    # prompt tokens only act inside the frozen CLIP blocks: a gradient here flows *through* the CLIP
+    assert G.fc_prompt.weight.grad is not None and G.fc_prompt.weight.grad.abs().sum() > 0
+    assert "G/clip_cos" in st_g and (("G/mi" in st_g) == (name != "galip"))
+    G.zero_grad(set_to_none=True)
+
+
+def test_mi_term_in_generator_loss_equals_lambda_times_mse(tiny):
+    _, nets, e = tiny
+    G, D, loss = nets["scad-mi"]
+    z = torch.randn(4, G.z_dim)
+    with torch.no_grad():
+        fake = G(z, e)
+        _, st = loss.generator(fake, e, z)
+        feats, _ = D.taps(fake)
+        manual = ((D.q(D.semantic.trunk(feats)) - z) ** 2).sum(1).mean()
+    assert torch.allclose(st["G/mi"], manual, rtol=1e-5)
+
+
+def test_magp_in_galip_d_step_matches_manual(tiny):
+    """GanLoss's MA-GP term equals the per-sample autograd computation on the same D (real pairs)."""
+    _, nets, e = tiny
+    G, D, loss = nets["galip"]
+    real = torch.rand(3, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        feats, _ = D.taps(real)
+
+    def Dfun(f, t):
+        return D.semantic.logits(D.semantic.trunk(f), t).full
+
+    f = feats.clone().requires_grad_(True)
+    t = e[:3].clone().requires_grad_(True)
+    gp = ma_gp(Dfun(f, t), (f, t), 2.0, 6.0)
+    assert torch.allclose(gp, _manual_magp(Dfun, feats, e[:3], 6.0), rtol=1e-4)
