@@ -1,8 +1,10 @@
 """Speed and agreement of clip_t2i.metrics on 10,000 "images" worth of features; prints one JSON object.
 
-Features (no judge model exists yet, and no pretrained weights can be downloaded):
+Features (no pretrained Inception or DINOv2 weights can be downloaded here):
 
-* ``--features random`` (default): 10,000 real and 10,000 fake D-dim vectors (D=256) from a seeded
+* ``--features judge`` (default): the shapes judge's penultimate features of 10,000 real 64x64 renders vs
+  10,000 slightly blurred renders (the judge is the zoo `shapes-judge`).
+* ``--features random``: 10,000 real and 10,000 fake D-dim vectors (D=256) from a seeded
   Gaussian with a random mixing matrix (correlated, non-isotropic); fake = 1.1 x real-like + 0.05 shift.
 * ``--features cnn``: a seeded random CNN stand-in (3 stride-2 3x3 convs 3->16->32->64 with ReLU, 4x4
   average pool, fixed random 1024->D linear; weights from ``torch.manual_seed(0)``, never trained) applied
@@ -90,6 +92,24 @@ def _cnn_features(n: int, dim: int, seed: int, cast: float, batch: int = 500) ->
     return torch.cat(out)
 
 
+def _judge_features(n: int, seed: int, blur: float, batch: int = 500) -> torch.Tensor:
+    """The shapes judge's penultimate features of ``n`` 64x64 shapes renders (``blur`` > 0 degrades them)."""
+    from clip_t2i.data.shapes import ShapesWorld
+    from clip_t2i.metrics.judge import judge_feature_extractor, load_judge
+
+    world = ShapesWorld(size=64, split="all")
+    extractor = judge_feature_extractor(load_judge("shapes-judge"))
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    with torch.inference_mode():
+        for s in range(0, n, batch):
+            imgs = world.render(world.sample_scenes(min(batch, n - s), g))
+            if blur > 0:
+                imgs = F.avg_pool2d(imgs, 3, stride=1, padding=1) * blur + imgs * (1 - blur)
+            out.append(extractor(imgs))
+    return torch.cat(out).float()
+
+
 def _best_of(fn: Callable[[], Any], repeats: int) -> tuple[Any, float]:
     best, value = math.inf, None
     for _ in range(repeats):
@@ -136,7 +156,7 @@ def _naive_mppd(x: torch.Tensor, ids: list[int], distance: str) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--features", choices=("random", "cnn"), default="random")
+    p.add_argument("--features", choices=("judge", "random", "cnn"), default="judge")
     p.add_argument("--n", type=int, default=10_000, help="samples per side")
     p.add_argument("--dim", type=int, default=256)
     p.add_argument("--batch", type=int, default=500, help="update() batch size for the metric objects")
@@ -149,7 +169,11 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     t0 = time.perf_counter()
-    if args.features == "random":
+    if args.features == "judge":
+        real = _judge_features(args.n, seed=1, blur=0.0)
+        fake = _judge_features(args.n, seed=2, blur=0.5)
+        args.dim = real.shape[1]
+    elif args.features == "random":
         real = _random_features(args.n, args.dim, seed=1, scale=1.0, shift=0.0)
         fake = _random_features(args.n, args.dim, seed=2, scale=1.1, shift=0.05)
     else:
