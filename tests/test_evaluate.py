@@ -94,3 +94,14 @@ def test_cli_json(tmp_path):
     out = json.loads(r.stdout)
     assert {"judge", "mppd", "fid"} <= set(out["metrics"])
     assert Path(out["report"]["png"]).is_file()
+
+
+def test_cli_prompt_file_mode_bad_input(tmp_path):
+    empty = tmp_path / "p.txt"
+    empty.write_text("\n# only a comment\n")
+    r = subprocess.run(
+        [sys.executable, "-m", "clip_t2i.cli", "evaluate", str(tmp_path / "out"), "--prompts", str(empty)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert r.returncode == 2 and "holds no prompts" in r.stderr and r.stderr.count("\n") == 1
+    assert not (tmp_path / "out").exists()

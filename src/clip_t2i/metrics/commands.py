@@ -15,7 +15,13 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def evaluate(
-        folder: Annotated[Path, typer.Argument(help="Folder of generated PNGs with prompt metadata")],
+        folder: Annotated[Path, typer.Argument(help="Folder of generated PNGs with prompt metadata (or to fill)")],
+        prompts: Annotated[Path | None, typer.Option(help="Prompt file: generate into FOLDER first")] = None,
+        generator: Annotated[str, typer.Option(help="With --prompts: pixels (CLIP guidance) or gan")] = "pixels",
+        model: Annotated[str, typer.Option(help="With --prompts: guiding CLIP (pixels) or GAN checkpoint (gan)")] = (
+            "shapes-clipag"
+        ),
+        seeds: Annotated[int, typer.Option(help="With --prompts: images per prompt (seeds 0..N-1)")] = 4,
         metrics: Annotated[str, typer.Option(help="Comma list: fid,prdc,clip_score,mppd,vendi,judge")] = (
             "fid,prdc,clip_score,mppd,vendi,judge"
         ),
@@ -34,6 +40,8 @@ def register(app: typer.Typer) -> None:
         if n_reference < 2:
             raise UserError("--n-reference must be ≥ 2")
         names = tuple(m.strip() for m in metrics.split(",") if m.strip())
+        if prompts is not None:
+            sample_prompts(prompts, folder, generator=generator, model=model, seeds=seeds)
         report = evaluate_folder(folder, metrics=names, features=features, eval_clip=eval_clip, reference=reference,
                                  n_reference=n_reference, size=size)
         paths = write_report(report, out or folder / "eval")
@@ -44,3 +52,26 @@ def register(app: typer.Typer) -> None:
         else:
             typer.echo(markdown_table(public))
             typer.echo(f"report: {paths['json']}, {paths['md']}, {paths['png']}")
+
+
+def sample_prompts(prompt_file: Path, folder: Path, *, generator: str, model: str, seeds: int) -> None:
+    """Fill ``folder`` with ``seeds`` images per prompt of ``prompt_file`` from the pixels renderer or a GAN."""
+    from clip_t2i.errors import UserError
+
+    if not prompt_file.is_file():
+        raise UserError(f"prompt file {prompt_file} does not exist")
+    lines = [ln.strip() for ln in prompt_file.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    if not lines:
+        raise UserError(f"prompt file {prompt_file} holds no prompts")
+    if seeds < 1:
+        raise UserError("--seeds must be ≥ 1")
+    if generator == "pixels":
+        from clip_t2i.pipeline import generate
+
+        generate(lines, model=model, seeds=list(range(seeds)), out=folder)
+    elif generator == "gan":
+        from clip_t2i.gan import sample
+
+        sample(model, lines, n=seeds, seed=0, out=folder)
+    else:
+        raise UserError(f"--generator must be pixels or gan, not {generator!r}")
