@@ -76,6 +76,11 @@ def test_time_budget_and_eval_and_samples(tmp_path):
     res = GanEvaluator(gan.clip, "shapes", 32, spec, judge=ShapesJudge(input_size=32).eval())(gan.G)
     for key in ("fid_judge", "mppd_judge", "mppd_judge_real", "judge_all", "judge_colour", "judge_heldout_all"):
         assert key in res, key
+    from clip_t2i.backbones import load_clip
+
+    other = load_clip("vit-t32").eval()  # an independent (here: untrained) CLIP for the CLIP score
+    res = GanEvaluator(gan.clip, "shapes", 32, spec, judge=None, eval_clip=other)(gan.G)
+    assert 0 <= res["clip_score_eval"] <= 100 and 0 <= res["clip_score_eval_real"] <= 100
 
 
 def test_sample_api_png_chunks_and_seeds(tmp_path):
@@ -136,3 +141,10 @@ def test_cli_bad_input_one_line_exit_2_no_files(tmp_path):
     r = _cli("sample", "--gan", str(trained), "a red circle", "--n", "2", "--out", "good", "--json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-500:]
     assert len(json.loads(r.stdout)["images"]) == 2 and len(list((tmp_path / "good").glob("*.png"))) == 2
+    r = _cli("eval-gan", str(trained), "--eval-clip", "vit-t32", "--judge", "none", "--n-fid", "8", "--json",
+             cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-500:]
+    row = json.loads(r.stdout)["results"][0]
+    assert row["variant"] == "galip" and row["steps"] == 3 and row["fid_clip"] >= 0 and "clip_score_eval" in row
+    r = _cli("eval-gan", str(untrained), cwd=tmp_path)
+    assert r.returncode == 2 and "untrained" in r.stderr

@@ -1,4 +1,4 @@
-"""CLI commands of the GAN package: ``train-gan`` and ``sample`` (registered by ``clip_t2i.cli``)."""
+"""CLI commands of the GAN package: ``train-gan``, ``sample``, ``eval-gan`` (registered by ``clip_t2i.cli``)."""
 
 from __future__ import annotations
 
@@ -105,7 +105,55 @@ def sample_cmd(
     typer.echo(f"wrote {len(result.paths)} images for {len(items)} prompt(s) to {out}")
 
 
+def eval_gan_cmd(
+    gans: Annotated[list[str], typer.Argument(help="GAN checkpoints: zoo names, .safetensors files, run folders")],
+    eval_clip: Annotated[str, typer.Option(help="Independent CLIP for the CLIP score (not the one G was trained "
+                                                "with); 'none' to skip")] = "shapes-clip-rn",
+    judge: Annotated[str, typer.Option(help="auto (zoo shapes-judge) | none | judge .safetensors")] = "auto",
+    n_fid: Annotated[int, typer.Option(help="Fakes for FID / CLIP score / judge accuracy")] = 480,
+    threads: Annotated[int, typer.Option(help="torch threads (0 = default)")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+) -> None:
+    """Evaluate trained generators side by side: FID (judge / CLIP features), CLIP score with an independent
+    CLIP, mPPD, judged accuracy (shapes world, fixed seeds). Generators trained with the same CLIP share the
+    real statistics."""
+    import torch
+
+    from clip_t2i.backbones import load_clip
+    from clip_t2i.gan.evaluate import EvalSpec, GanEvaluator
+    from clip_t2i.gan.model import load_gan
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    if n_fid < 2:
+        raise UserError(f"--n-fid must be ≥ 2, got {n_fid}")
+    models = [load_gan(g) for g in gans]  # fail on any bad checkpoint before evaluating
+    ev_clip = None if eval_clip == "none" else load_clip(eval_clip)
+    if ev_clip is not None:
+        ev_clip.eval()
+    evaluators: dict[str, GanEvaluator] = {}
+    rows = []
+    for name, m in zip(gans, models, strict=True):
+        fp = m.meta["clip"].get("fingerprint", "")
+        if fp not in evaluators:
+            evaluators[fp] = GanEvaluator(m.clip, "shapes", m.G.resolution, EvalSpec(n_fid=n_fid), judge,
+                                          eval_clip=ev_clip, eval_clip_id=eval_clip,
+                                          guide_clip_id=str(m.meta["clip"].get("ref")))
+        res = evaluators[fp](m.G)
+        rows.append({"gan": name, "variant": m.config.name, "steps": m.steps, **res})
+    if as_json:
+        sys.stdout.write(json.dumps({"eval_clip": eval_clip, "results": rows}) + "\n")
+        return
+    keys = ["fid_judge", "fid_clip", "clip_score_eval", "mppd_judge", "mppd_clip", "judge_all", "judge_heldout_all"]
+    typer.echo("| gan | variant | steps | " + " | ".join(keys) + " |")
+    typer.echo("|" + "---|" * (3 + len(keys)))
+    for r in rows:
+        cells = [f"{r[k]:.4g}" if isinstance(r.get(k), float) else str(r.get(k)) for k in keys]
+        typer.echo(f"| {r['gan']} | {r['variant']} | {r['steps']} | " + " | ".join(cells) + " |")
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``train-gan`` and ``sample`` to the ``clip-t2i`` app."""
+    """Add ``train-gan``, ``sample`` and ``eval-gan`` to the ``clip-t2i`` app."""
     app.command("train-gan")(train_gan_cmd)
     app.command("sample")(sample_cmd)
+    app.command("eval-gan")(eval_gan_cmd)

@@ -9,6 +9,10 @@ Shapes (one object), all prompts canonical captions, fixed seeds, so numbers are
 * **mPPD** (project reconstruction: mean pairwise cosine distance per prompt, N = ``ppd_per_prompt`` seeds):
   on judge and CLIP features, for ``ppd_prompts`` prompts; ``*_real`` is the same statistic on real renders
   grouped by label (the data's own per-prompt diversity, the target).
+* **CLIP score with an independent CLIP** (``clip_score_eval``, 0-100 scale, on the FID fakes and their
+  prompts; ``clip_score_eval_real`` is the same on the real renders, the ceiling): only when an ``eval_clip``
+  is given — a CLIP that did not guide training (the zoo ``shapes-clip-rn``: another architecture, trained
+  separately). Scoring with the training CLIP would reward what G was optimised for.
 * **Judge accuracy**: per attribute and ``all`` (colour+shape+position) on the FID fakes (seen combinations)
   and on ``heldout_per_label`` fakes of each of the 24 held-out combinations (compositional generalisation).
 
@@ -62,7 +66,8 @@ class GanEvaluator:
     """Precomputes the real statistics once; ``evaluator(G) -> dict`` of metrics."""
 
     def __init__(self, clip: Any, data: str = "shapes", size: int = 64, spec: EvalSpec | None = None,
-                 judge: Any = "auto") -> None:
+                 judge: Any = "auto", eval_clip: Any = None, eval_clip_id: str = "eval-clip",
+                 guide_clip_id: str | None = "gan-clip") -> None:
         from clip_t2i.metrics.features import ClipFeatures
 
         self.spec = spec or EvalSpec()
@@ -91,6 +96,7 @@ class GanEvaluator:
             self.heldout_prompts = [captions[i] for i in sorted(world.heldout_labels()) for _ in
                                     range(sp.heldout_per_label)]
             real_images, real_groups = real["image"], real["label"].tolist()
+            real_captions = list(real["caption"])
         else:
             from clip_t2i.data import make_stream
 
@@ -101,15 +107,27 @@ class GanEvaluator:
             self.ppd_prompts = list(dict.fromkeys(batch["caption"]))[: sp.ppd_prompts]
             self.heldout_prompts = []
             real_groups = list(batch["caption"][: sp.n_real])
+            real_captions = real_groups
         self.real_clip = self._features(self.clip_feats, real_images)
         self.real_judge = self._features(self.judge_feats, real_images) if self.judge_feats is not None else None
         self.real_ppd = {"mppd_clip_real": self._mppd(self.real_clip, real_groups)}
+        self.eval_clip, self.eval_clip_id, self.guide_clip_id = eval_clip, eval_clip_id, guide_clip_id
+        if eval_clip is not None:
+            n = min(len(real_images), len(self.fid_prompts))
+            self.real_ppd["clip_score_eval_real"] = self._clip_score(real_images[:n], real_captions[:n])
         if self.real_judge is not None:
             self.real_ppd["mppd_judge_real"] = self._mppd(self.real_judge, real_groups)
 
     @torch.no_grad()
     def _features(self, extractor: Any, images: Tensor) -> Tensor:
         return torch.cat([extractor(images[i : i + 256]) for i in range(0, len(images), 256)]).float()
+
+    @torch.no_grad()
+    def _clip_score(self, images: Tensor, captions: list[str]) -> float:
+        from clip_t2i.metrics.clip_score import compute_clip_score
+
+        return compute_clip_score(images, list(captions), self.eval_clip, eval_model_id=self.eval_clip_id,
+                                  guide_model_id=self.guide_clip_id, batch_size=self.spec.batch_size).score
 
     @staticmethod
     def _mppd(features: Tensor, groups: list) -> float | None:
@@ -141,6 +159,8 @@ class GanEvaluator:
             "mppd_clip": self._mppd(self._features(self.clip_feats, ppd_imgs), ppd_ids),
             **self.real_ppd,
         }
+        if self.eval_clip is not None:
+            res["clip_score_eval"] = self._clip_score(fid_imgs, self.fid_prompts)
         if self.judge is None:
             res["judge"] = None
             return res
