@@ -148,3 +148,20 @@ def test_cli_bad_input_one_line_exit_2_no_files(tmp_path):
     assert row["variant"] == "galip" and row["steps"] == 3 and row["fid_clip"] >= 0 and "clip_score_eval" in row
     r = _cli("eval-gan", str(untrained), cwd=tmp_path)
     assert r.returncode == 2 and "untrained" in r.stderr
+
+
+def test_two_processes_stay_in_sync(tmp_path):
+    out = tmp_path / "ddp"
+    accelerate = Path(sys.executable).with_name("accelerate")
+    cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "clip_t2i.cli", "train-gan",
+           "--variant", "scad-mi", "--clip", "vit-t32", "--steps", "3", "--batch-size", "4", "--ckpt-every", "2",
+           "--sample-every", "0", "--eval-every", "-1", "--threads", "1", "--out", str(out), "--no-progress"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    log = [json.loads(ln) for ln in (out / "train.log").read_text().splitlines()]
+    assert log[0]["num_processes"] == 2
+    done = log[-1]
+    assert done["done"] and done["step"] == 3 and done["ranks_in_sync"] is True
+    assert sum(1 for rec in log if rec.get("done")) == 1  # only the main process writes
+    assert (out / "final.safetensors").is_file() and (out / "checkpoints" / "step_0000002").is_dir()

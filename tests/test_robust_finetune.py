@@ -186,3 +186,12 @@ def test_cli_errors_are_one_line_exit_2(tmp_path, start_model):
         assert r.stderr.startswith("error:") and r.stderr.count("\n") == 1, r.stderr
     r = _cli("robustify", "--dry-run", "--eps", "4", "--attack", "free")
     assert r.returncode == 0 and '"eps": 4.0' in r.stdout and '"attack": "free"' in r.stdout
+
+
+def test_digits_with_quick_eval(tmp_path):
+    torch.manual_seed(0)
+    start = tmp_path / "d.safetensors"
+    load_clip("vit-t32").save(start)
+    robustify(_cfg(tmp_path / "d", start, data="digits", steps=1, eval_every=1, objective="tecoa"), echo=None)
+    log = (tmp_path / "d" / "train.log").read_text()
+    assert '"eval": {"clean"' in log and "pgd10" in log

@@ -5,6 +5,14 @@ on the same x̂ through the just-updated D (D's parameters frozen); an EMA updat
 loss skips that step (logged, counted). z of step t comes from a generator seeded by (seed, rank, t) and the
 data stream restarts at batch t, so ``--resume`` reproduces an uninterrupted run exactly.
 
+Data-parallel: ``accelerate launch --num_processes N -m clip_t2i.cli train-gan ...`` (``--multi_gpu`` for N CPU
+processes). Every process starts from the same seeded initialisation, draws its own shard of the stream and its
+own z, and the gradients of each D / G step are averaged across processes (all-reduce) before the optimiser
+step, so the weights stay identical (checked at the end: ``ranks_in_sync`` in ``train.log``); the effective
+batch is N × ``--batch-size``. The GAN is not wrapped in DDP because its losses call sub-modules of G and D
+directly and run D several times per step. Skips (non-finite loss on any rank) and the time budget are decided
+jointly; only the main process writes logs, samples, evaluations and checkpoints.
+
 Run folder: ``config.json`` (written first), ``train.log`` (JSON lines), ``eval.jsonl``, ``samples/step_*.png``
 grids, ``logs/`` (TensorBoard), ``checkpoints/step_*/{model.safetensors,state.pt}`` (model = the EMA
 generator, self-describing; state = G, D, EMA, optimisers, step), ``final.safetensors``.
@@ -124,18 +132,22 @@ def gan_step(
     d_toggle: Callable[[bool], None], real: torch.Tensor, e: torch.Tensor, z: torch.Tensor, *,
     autocast: Callable[[], Any] = contextlib.nullcontext, backward: Callable[[torch.Tensor], None] | None = None,
     on_skip: Callable[[str, str], None] | None = None, step: int = 0,
+    joint: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """One iteration: x̂ = G(z, e); D step on sg(x̂); G step on x̂ through the updated, frozen D.
 
-    Returns the loss statistics plus ``skipped/D`` and ``skipped/G`` (True when a non-finite loss skipped it).
+    ``joint(loss)`` maps a local loss to the value every process sees (mean over processes), so a non-finite
+    loss anywhere skips the step everywhere. Returns the loss statistics plus ``skipped/D`` and ``skipped/G``
+    (True when a non-finite loss skipped it).
     """
     backward = backward or (lambda loss: loss.backward())
+    joint = joint or (lambda t: t)
     with autocast():
         fake = G(z, e)
     d_toggle(True)
     with autocast():
         loss_d, st_d = loss_fn.discriminator(real, fake, e, z)
-    ok_d = finite_or_skip(loss_d.detach(), step, lambda m: on_skip and on_skip("D", m))
+    ok_d = finite_or_skip(joint(loss_d.detach()), step, lambda m: on_skip and on_skip("D", m))
     if ok_d:
         backward(loss_d)
         opt_d.step()
@@ -144,7 +156,7 @@ def gan_step(
     try:
         with autocast():
             loss_g, st_g = loss_fn.generator(fake, e, z)
-        ok_g = finite_or_skip(loss_g.detach(), step, lambda m: on_skip and on_skip("G", m))
+        ok_g = finite_or_skip(joint(loss_g.detach()), step, lambda m: on_skip and on_skip("G", m))
         if ok_g:
             backward(loss_g)
             opt_g.step()
@@ -205,28 +217,52 @@ def train_gan(cfg: GanTrainConfig) -> Path:
     start_step = int(state.get("step", 0))
 
     accelerator = make_accelerator(run_dir, 1, cfg.mixed_precision)
-    if accelerator.num_processes > 1:
-        raise UserError("train-gan runs in one process (the losses call sub-modules directly); drop accelerate launch")
-    G, D, opt_g, opt_d = accelerator.prepare(G, D, opt_g, opt_d)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    main = accelerator.is_main_process
+    if world > 1:  # no DDP wrapper (see the module docstring): same init everywhere, gradients all-reduced
+        device = accelerator.device
+        G.to(device)
+        D.to(device)
+        opt_g, opt_d = accelerator.prepare(opt_g, opt_d)
+    else:
+        G, D, opt_g, opt_d = accelerator.prepare(G, D, opt_g, opt_d)
     loss_fn = GanLoss(G, D, gan_cfg.loss)
     clip.to(accelerator.device)
     G_ema.to(accelerator.device)
     device = accelerator.device
+    sync_params = [*G.trainable_parameters(), *D.trainable_parameters()]
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_run_config(run_dir, {**cfg.__dict__, "gan": gan_cfg.to_dict()})
+    def backward(loss: torch.Tensor) -> None:
+        accelerator.backward(loss)
+        if world > 1:
+            for p in sync_params:
+                if p.grad is not None:
+                    torch.distributed.all_reduce(p.grad, op=torch.distributed.ReduceOp.AVG)
+
+    def joint(t: torch.Tensor) -> torch.Tensor:
+        if world == 1:
+            return t
+        t = t.detach().float().clone()
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.AVG)
+        return t
+
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_run_config(run_dir, {**cfg.__dict__, "gan": gan_cfg.to_dict(), "num_processes": world})
     n_g, n_d = count_parameters(G), count_parameters(D)
     accelerator.init_trackers("gan", config={k: str(v) for k, v in cfg.__dict__.items()})
     log_file = run_dir / "train.log"
 
     def log(msg: str) -> None:
+        if not main:
+            return
         with open(log_file, "a") as f:
             f.write(msg + "\n")
 
     log(json.dumps({"start_step": start_step, "variant": gan_cfg.name, "G_params": n_g, "D_params": n_d,
-                    "resolution": G.resolution}))
-    stream = make_stream(cfg.data, size=G.resolution, batch_size=cfg.batch_size, seed=cfg.seed, rank=0,
-                         world_size=1, start_batch=start_step, split="train")
+                    "resolution": G.resolution, "num_processes": world}))
+    stream = make_stream(cfg.data, size=G.resolution, batch_size=cfg.batch_size, seed=cfg.seed, rank=rank,
+                         world_size=world, start_batch=start_step, split="train")
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=cfg.num_workers)
     timer = Timer(cfg.max_minutes)
     timer.start -= float(state.get("elapsed_s", 0.0))
@@ -273,8 +309,10 @@ def train_gan(cfg: GanTrainConfig) -> Path:
             "elapsed_s": timer.elapsed_s,
             "skipped": skipped,
         }
-        save_checkpoint(run_dir, step, lambda p: save_gan(p, G_ema, clip, gan_cfg, cfg.clip, steps=step,
-                                                          embed_clip=cfg.embed_clip), st)
+        if main:
+            save_checkpoint(run_dir, step, lambda p: save_gan(p, G_ema, clip, gan_cfg, cfg.clip, steps=step,
+                                                              embed_clip=cfg.embed_clip), st)
+        accelerator.wait_for_everyone()
 
     bar = tqdm(total=cfg.steps, initial=start_step, disable=not cfg.progress, desc=f"train-gan {gan_cfg.name}",
                dynamic_ncols=True)
@@ -287,10 +325,10 @@ def train_gan(cfg: GanTrainConfig) -> Path:
         batch = next(data_iter)
         real = batch["image"].to(device) * 2 - 1
         e = text_embedding(clip, batch["caption"]).to(device)
-        z = step_noise(cfg.seed, 0, step, real.shape[0], z_dim).to(device)
+        z = step_noise(cfg.seed, rank, step, real.shape[0], z_dim).to(device)
         st = gan_step(G, loss_fn, opt_g, opt_d, d_toggle, real, e, z, autocast=accelerator.autocast,
-                      backward=accelerator.backward, on_skip=lambda who, m: log(json.dumps({"skip": who, "msg": m})),
-                      step=step)
+                      backward=backward, on_skip=lambda who, m: log(json.dumps({"skip": who, "msg": m})),
+                      step=step, joint=joint)
         for who in ("D", "G"):
             skipped[who] += int(st.pop(f"skipped/{who}"))
         ema_update(G_ema, G, min(cfg.ema_beta, (1 + step) / (10 + step)))
@@ -306,27 +344,43 @@ def train_gan(cfg: GanTrainConfig) -> Path:
             bar.set_postfix(D=f"{scalars['D/loss']:.3f}", G=f"{scalars['G/loss']:.3f}")
             log(json.dumps({"step": step, **{k: round(v, 5) for k, v in scalars.items()},
                             "elapsed_s": round(timer.elapsed_s, 1), "skipped": skipped}))
-        if cfg.sample_every and step % cfg.sample_every == 0:
+        if main and cfg.sample_every and step % cfg.sample_every == 0:
             sample_grid(step)
-        if cfg.eval_every > 0 and step % cfg.eval_every == 0:
+        if main and cfg.eval_every > 0 and step % cfg.eval_every == 0:
             run_eval(step)
         if cfg.ckpt_every and step % cfg.ckpt_every == 0 and step < cfg.steps:
             checkpoint(step)
-        if timer.expired:
+        if joint(torch.tensor(float(timer.expired))) > 0:
             log(json.dumps({"note": f"time budget of {cfg.max_minutes} min reached at step {step}"}))
             break
     bar.close()
     checkpoint(step)
-    if cfg.sample_every and step % cfg.sample_every:
+    if main and cfg.sample_every and step % cfg.sample_every:
         sample_grid(step)
-    if cfg.eval_every == 0 or (cfg.eval_every > 0 and step % cfg.eval_every):
+    if main and (cfg.eval_every == 0 or (cfg.eval_every > 0 and step % cfg.eval_every)):
         run_eval(step)
+    done = {"done": True, "step": step, "elapsed_s": round(timer.elapsed_s, 1), "skipped": skipped}
+    if world > 1:
+        done["ranks_in_sync"] = _ranks_in_sync(G, D, G_ema)
     final = run_dir / "final.safetensors"
-    save_gan(final, G_ema, clip, gan_cfg, cfg.clip, steps=step, embed_clip=cfg.embed_clip,
-             extra={"elapsed_s": round(timer.elapsed_s, 1)})
-    log(json.dumps({"done": True, "step": step, "elapsed_s": round(timer.elapsed_s, 1), "skipped": skipped}))
+    if main:
+        save_gan(final, G_ema, clip, gan_cfg, cfg.clip, steps=step, embed_clip=cfg.embed_clip,
+                 extra={"elapsed_s": round(timer.elapsed_s, 1), "num_processes": world})
+    log(json.dumps(done))
+    accelerator.wait_for_everyone()
     accelerator.end_training()
     return final
+
+
+def _ranks_in_sync(*modules: torch.nn.Module) -> bool:
+    """True if every process holds identical trainable weights and buffers (per-tensor float64 checksums)."""
+    with torch.no_grad():
+        sums = torch.stack([t.detach().double().sum() + (t.detach().double() ** 2).sum()
+                            for m in modules for t in m.trainable_state_dict().values() if t.is_floating_point()])
+        lo, hi = sums.clone(), sums.clone()
+        torch.distributed.all_reduce(lo, op=torch.distributed.ReduceOp.MIN)
+        torch.distributed.all_reduce(hi, op=torch.distributed.ReduceOp.MAX)
+    return bool(torch.equal(lo, hi))
 
 
 def _sample_set(data: str, size: int) -> tuple[list[str], list[int]]:

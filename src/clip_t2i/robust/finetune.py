@@ -546,9 +546,9 @@ def quick_robust_eval(clip: ClipModel, data: str, eps: float, norm: str, n: int 
     was = clip.training
     clip.eval()
     try:
-        sets, prompts = labelled_eval_sets(data, clip.image_size, n=n, seed=4321, splits=("seen",))
+        sets, prompts = labelled_eval_sets(data, clip.image_size, n=n, seed=4321, splits=("seen", "test"))
         clf = zero_shot_classifier(clip, prompts)
-        x, y = sets["seen"]
+        x, y = next(iter(sets.values()))  # shapes: seen combinations; digits: test split
         gen = torch.Generator().manual_seed(0)
         return {
             "clean": clean_accuracy(clf, x, y, batch_size=n),
