@@ -90,6 +90,23 @@ def test_gmm_init_through_renderer():
     assert rgb[0] > rgb[1] and rgb[0] > rgb[2]  # a reddish member of the pool was picked
     with pytest.raises(UserError, match="needs the guiding CLIP"):
         rend.init(1, torch.Generator())
+    with pytest.raises(UserError, match="gmm_hue"):
+        build_renderer("pixels", 16, {"init": "gmm", "gmm_hue": 1.5})
+
+
+def test_hue_rotation_pool():
+    from clip_t2i.renderers.priors import hue_rotate
+
+    x = torch.rand(3, 3, 5, 5) * 0.5 + 0.25
+    assert torch.allclose(hue_rotate(x, torch.zeros(3)), x, atol=1e-6)
+    third = hue_rotate(x, torch.full((3,), 2 * torch.pi / 3))  # a third of a turn permutes the channels
+    assert torch.allclose(third, x[:, [2, 0, 1]], atol=1e-5)
+    grey = torch.full((1, 3, 2, 2), 0.3)
+    assert torch.allclose(hue_rotate(grey, torch.tensor([1.234])), grey, atol=1e-6)
+    red = torch.zeros(1, 3, 1, 1)
+    red[:, 0] = 0.8
+    green_ish = hue_rotate(red, torch.tensor([2 * torch.pi / 3]))  # red -> green
+    assert green_ish[0, 1] > green_ish[0, 0] and green_ish[0, 1] > green_ish[0, 2]
 
 
 def test_presets_registry():

@@ -6,7 +6,7 @@
 #   python experiments/gan/evaluate_final.py runs/gan-{galip,scad,scad-mi,scad-dd}-eq --json
 set -euo pipefail
 CLIP=${CLIP:-runs/shapes-clip/final.safetensors}
-STEPS=${STEPS:-1500}
+STEPS=${STEPS:-2000}
 VARIANTS=${VARIANTS:-"galip scad scad-mi scad-dd"}
 TAG=${TAG:-eq}
 for v in $VARIANTS; do

@@ -6,7 +6,10 @@ Both share the initialisations of :class:`PixelOptions`:
   starts inside the shapes world's background distribution);
 * ``gmm``: a pool of ``gmm_pool`` samples from a per-class Gaussian prior fitted on ``gmm_data`` at
   ``gmm_resolution`` (see :mod:`clip_t2i.renderers.priors`), drawn from all classes; the member closest to
-  the prompt under the guiding CLIP starts the run;
+  the prompt under the guiding CLIP starts the run. ``gmm_hue`` (0..1) widens the pool with colour variants:
+  each member's colours are rotated about the grey axis by a random angle of up to ``gmm_hue``·180° (greys
+  stay grey), so a prompt whose colour/content combination no class of the prior holds (a held-out
+  combination) can still find a start with the right content *and* colour;
 * ``image``: ``init_image`` (a file), plus ``init_noise``.
 
 ``pyramid`` parameterises an image as ``levels`` Laplacian levels (full, 1/2, 1/4, ... resolution):
@@ -44,6 +47,7 @@ class PixelOptions:
     gmm_resolution: int = 16  # side of the prior's images
     gmm_pool: int = 256  # pool size per image, drawn from all classes
     gmm_eps: float = 1e-4  # covariance ridge
+    gmm_hue: float = 0.0  # pool colour variants: random hue rotation up to gmm_hue * 180 degrees (0 = off)
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,8 @@ def _check_options(o: PixelOptions) -> None:
         raise UserError("init_grey must lie in [0, 1] and init_noise must be >= 0")
     if o.gmm_pool < 1 or o.gmm_resolution < 2:
         raise UserError("gmm_pool must be >= 1 and gmm_resolution >= 2")
+    if not 0.0 <= o.gmm_hue <= 1.0:
+        raise UserError(f"gmm_hue must lie in [0, 1], got {o.gmm_hue}")
 
 
 def initial_images(size: int, options: PixelOptions, generators: Sequence[torch.Generator],
@@ -75,7 +81,7 @@ def initial_images(size: int, options: PixelOptions, generators: Sequence[torch.
 
         base = load_init_image(o.init_image, size)  # type: ignore[arg-type]
     elif o.init == "gmm":
-        from clip_t2i.renderers.priors import fit_prior, pick_by_clip
+        from clip_t2i.renderers.priors import fit_prior, hue_rotate, pick_by_clip
 
         if context is None or context.clip is None or context.targets is None:
             raise UserError("the gmm init needs the guiding CLIP and the prompts")
@@ -84,6 +90,9 @@ def initial_images(size: int, options: PixelOptions, generators: Sequence[torch.
     for b, g in enumerate(generators):
         if o.init == "gmm":
             pool = prior.sample_pool(o.gmm_pool, g)
+            if o.gmm_hue > 0:
+                angles = (torch.rand(len(pool), generator=g) * 2 - 1) * (o.gmm_hue * torch.pi)
+                pool = hue_rotate(pool, angles)
             out.append(pick_by_clip(pool, context.clip, directions[b], size))  # type: ignore[union-attr]
             continue
         start = base if o.init == "image" else torch.full((3, size, size), o.init_grey)

@@ -141,6 +141,17 @@ def load_init_image(path: str | Path, size: int) -> Tensor:
         raise UserError(f"cannot read init image {p}: {type(e).__name__}") from None
 
 
+def hue_rotate(images: Tensor, angles: Tensor) -> Tensor:
+    """Rotate the colours of ``images [n, 3, h, w]`` about the grey axis ``(1, 1, 1)/√3`` by ``angles [n]``
+    (radians; Rodrigues' formula), clamped to [0, 1]. Greys are fixed points; 2π/3 permutes R→G→B."""
+    k = torch.full((3,), 3**-0.5, dtype=images.dtype, device=images.device)
+    K = torch.tensor([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]], dtype=images.dtype,
+                     device=images.device)
+    c, s_ = torch.cos(angles).view(-1, 1, 1), torch.sin(angles).view(-1, 1, 1)
+    R = torch.eye(3, dtype=images.dtype, device=images.device) + s_ * K + (1 - c) * (K @ K)
+    return torch.einsum("nij,njhw->nihw", R, images).clamp(0.0, 1.0)
+
+
 @torch.no_grad()
 def pick_by_clip(pool: Tensor, clip, direction: Tensor, size: int, batch: int = 512) -> Tensor:
     """The pool member (upsampled to ``size``) whose CLIP embedding is closest to ``direction [D]``."""
