@@ -51,7 +51,7 @@ def main() -> None:
     weights = ZOO / f"{args.name}.safetensors"
     clip.save(weights, half=True, extra={"base": args.base, "train_seconds": str(train_s)})
     eps = [float(e) for e in args.eps.split(",")]
-    mine = measure(args.name, args.data, eps, args.n)
+    mine = measure(str(weights), args.data, eps, args.n)  # the fp16 file (not yet listed in the zoo)
     base = measure(args.base, args.data, eps, args.n)
     splits = mine["robust"][args.data]
     metrics: dict = {
