@@ -20,9 +20,16 @@ def main() -> None:
     ap.add_argument("--clip-ref", default="shapes-clip")
     ap.add_argument("--folder", type=Path, default=Path("src/clip_t2i/zoo"))
     ap.add_argument("--command", default="")
+    ap.add_argument("--eval-json", type=Path, default=None,
+                    help="`clip-t2i eval-gan --json` output holding this run (else the run's last periodic eval)")
     args = ap.parse_args()
-    evals = [json.loads(ln) for ln in (args.run / "eval.jsonl").read_text().splitlines() if ln.strip()]
-    metrics = {k: v for k, v in evals[-1].items() if isinstance(v, int | float)} if evals else {}
+    if args.eval_json is not None:
+        rows = json.loads(args.eval_json.read_text())["results"]
+        row = next(r for r in rows if Path(r["gan"]).resolve() == args.run.resolve())
+        metrics = {k: v for k, v in row.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    else:
+        evals = [json.loads(ln) for ln in (args.run / "eval.jsonl").read_text().splitlines() if ln.strip()]
+        metrics = {k: v for k, v in evals[-1].items() if isinstance(v, int | float)} if evals else {}
     cfg = json.loads((args.run / "config.json").read_text())
     command = args.command or (
         f"clip-t2i train-gan --variant {cfg['variant']} --clip {args.clip_ref} --steps {cfg['steps']} "

@@ -90,7 +90,8 @@ def main() -> None:
         "--command '...'",
         "```",
         "",
-        f"## Zero-shot accuracy, clean and robust (n = {args.n} per split, seed 1234)",
+        "## Zero-shot accuracy, clean and robust (n = "
+        + ", ".join(f"{splits[sp]['n']} {sp}" for sp in splits) + " images, seed 1234)",
         "",
         "| split | model | clean | " + " | ".join(f"PGD-10 ε={e:g}" for e in eps)
         + " | " + " | ".join(f"APGD-50 ε={e:g}" for e in eps) + " |",
