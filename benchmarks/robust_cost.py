@@ -43,9 +43,11 @@ from clip_t2i.robust.finetune import (
 from clip_t2i.robust.objectives import get_objective
 from clip_t2i.training.common import param_groups
 
-# The recipe of the zoo model shapes-clipag (see experiments/robust/README.md).
-RECIPE = {"objective": "clipag", "attack": "free", "free_replays": 2, "attack_steps": 1, "clean_weight": 0.0,
-          "eps": 4.0, "steps": 1500}
+# The recipe of the zoo model shapes-clipag (see experiments/robust/README.md): four stages of free AT (m = 4)
+# with a clean term, ε = 6 (224 convention): 1600 steps at lr 1e-3 (clean weight 1), then 400 (2), 800 (4) and
+# 400 (6) steps at lr 1e-4. The clean weight's value does not change the cost of a step.
+RECIPE = {"objective": "clipag", "attack": "free", "free_replays": 4, "attack_steps": 1, "clean_weight": 1.0,
+          "eps": 6.0, "steps": 1600 + 400 + 800 + 400}
 
 
 def _variant(clip0, name: str, *, objective: str, attack: str, eps: float, attack_steps: int = 1,

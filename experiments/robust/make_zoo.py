@@ -17,6 +17,7 @@ import torch
 
 from clip_t2i.backbones import load_clip
 from clip_t2i.robust.evaluate import robust_zero_shot
+from clip_t2i.robust.finetune import effective_eps
 from clip_t2i.robust.pag import pag_alignment
 from clip_t2i.utils.io import atomic_write_text
 
@@ -57,7 +58,7 @@ def main() -> None:
     metrics: dict = {
         "train_seconds": train_s,
         "eps_224": cfg["eps"],
-        "eps_effective": mine["robust"]["eps"].get(f"{cfg['eps']:g}"),
+        "eps_effective": effective_eps(cfg["eps"], clip.image_size),
         "robust": mine["robust"],
         "base_robust": base["robust"],
     }
