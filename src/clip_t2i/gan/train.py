@@ -31,8 +31,15 @@ import torch
 from tqdm.auto import tqdm
 
 from clip_t2i.errors import UserError
-from clip_t2i.training.checkpoint import latest_checkpoint, load_state, save_checkpoint
-from clip_t2i.training.common import Timer, check_run_dir, finite_or_skip, make_accelerator, save_run_config
+from clip_t2i.training.checkpoint import latest_checkpoint, load_state, save_checkpoint_on_main
+from clip_t2i.training.common import (
+    Timer,
+    check_run_dir,
+    finite_or_skip,
+    make_accelerator,
+    run_logger,
+    save_run_config,
+)
 
 
 @dataclass(frozen=True)
@@ -220,9 +227,8 @@ def train_gan(cfg: GanTrainConfig) -> Path:
     rank, world = accelerator.process_index, accelerator.num_processes
     main = accelerator.is_main_process
     if world > 1:  # no DDP wrapper (see the module docstring): same init everywhere, gradients all-reduced
-        device = accelerator.device
-        G.to(device)
-        D.to(device)
+        G.to(accelerator.device)
+        D.to(accelerator.device)
         opt_g, opt_d = accelerator.prepare(opt_g, opt_d)
     else:
         G, D, opt_g, opt_d = accelerator.prepare(G, D, opt_g, opt_d)
@@ -251,13 +257,7 @@ def train_gan(cfg: GanTrainConfig) -> Path:
         save_run_config(run_dir, {**cfg.__dict__, "gan": gan_cfg.to_dict(), "num_processes": world})
     n_g, n_d = count_parameters(G), count_parameters(D)
     accelerator.init_trackers("gan", config={k: str(v) for k, v in cfg.__dict__.items()})
-    log_file = run_dir / "train.log"
-
-    def log(msg: str) -> None:
-        if not main:
-            return
-        with open(log_file, "a") as f:
-            f.write(msg + "\n")
+    log = run_logger(run_dir / "train.log", main)
 
     log(json.dumps({"start_step": start_step, "variant": gan_cfg.name, "G_params": n_g, "D_params": n_d,
                     "resolution": G.resolution, "num_processes": world}))
@@ -299,20 +299,20 @@ def train_gan(cfg: GanTrainConfig) -> Path:
             tracker.add_image("samples", grid, step)
 
     def checkpoint(step: int) -> None:
-        st = {
-            "step": step,
-            "G": G.trainable_state_dict(),
-            "G_ema": G_ema.trainable_state_dict(),
-            "D": D.trainable_state_dict(),
-            "opt_g": opt_g.state_dict(),
-            "opt_d": opt_d.state_dict(),
-            "elapsed_s": timer.elapsed_s,
-            "skipped": skipped,
-        }
-        if main:
-            save_checkpoint(run_dir, step, lambda p: save_gan(p, G_ema, clip, gan_cfg, cfg.clip, steps=step,
-                                                              embed_clip=cfg.embed_clip), st)
-        accelerator.wait_for_everyone()
+        save_checkpoint_on_main(
+            accelerator, run_dir, step,
+            lambda p: save_gan(p, G_ema, clip, gan_cfg, cfg.clip, steps=step, embed_clip=cfg.embed_clip),
+            lambda: {
+                "step": step,
+                "G": G.trainable_state_dict(),
+                "G_ema": G_ema.trainable_state_dict(),
+                "D": D.trainable_state_dict(),
+                "opt_g": opt_g.state_dict(),
+                "opt_d": opt_d.state_dict(),
+                "elapsed_s": timer.elapsed_s,
+                "skipped": skipped,
+            },
+        )
 
     bar = tqdm(total=cfg.steps, initial=start_step, disable=not cfg.progress, desc=f"train-gan {gan_cfg.name}",
                dynamic_ncols=True)

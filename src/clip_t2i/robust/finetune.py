@@ -40,13 +40,14 @@ from clip_t2i.backbones import ClipModel, load_clip
 from clip_t2i.errors import UserError
 from clip_t2i.robust.attacks import _ascent_direction, eval_mode, pgd, project
 from clip_t2i.robust.objectives import OBJECTIVE_NAMES, BatchTargets, Objective, get_objective
-from clip_t2i.training.checkpoint import latest_checkpoint, load_state, save_checkpoint
+from clip_t2i.training.checkpoint import latest_checkpoint, load_state, save_checkpoint_on_main
 from clip_t2i.training.common import (
     Timer,
     check_run_dir,
     finite_or_skip,
     make_accelerator,
     param_groups,
+    run_logger,
     save_run_config,
     warmup_cosine,
 )
@@ -463,26 +464,19 @@ def robustify(cfg: RobustTrainConfig, echo=print) -> Path:
     timer.start -= float(state.get("elapsed_s", 0.0))
     log_file = run_dir / "train.log"
 
-    def log(msg: str) -> None:
-        if accelerator.is_main_process:
-            with open(log_file, "a") as f:
-                f.write(msg + "\n")
+    log = run_logger(log_file, accelerator.is_main_process)
 
     log(json.dumps({"start_step": start_step, "eps_224": cfg.eps, "eps_effective": eps, "size": clip.image_size}))
 
     def checkpoint(step: int) -> None:
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            st = {
-                "step": step,
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng_cpu": torch.get_rng_state(),
-                "elapsed_s": timer.elapsed_s,
-                "delta": [d if d is not None else torch.empty(0) for d in stepper.delta],
-            }
-            save_checkpoint(run_dir, step, clip.save, st)
-        accelerator.wait_for_everyone()
+        save_checkpoint_on_main(accelerator, run_dir, step, clip.save, lambda: {
+            "step": step,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng_cpu": torch.get_rng_state(),
+            "elapsed_s": timer.elapsed_s,
+            "delta": [d if d is not None else torch.empty(0) for d in stepper.delta],
+        })
 
     bar = tqdm(
         total=cfg.steps, initial=start_step, disable=not (cfg.progress and accelerator.is_main_process),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,16 @@ def save_checkpoint(run_dir: str | Path, step: int, write_model, state: dict[str
     for old in steps[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def save_checkpoint_on_main(accelerator: Any, run_dir: str | Path, step: int, write_model,
+                            make_state: Callable[[], dict[str, Any]]) -> None:
+    """Data-parallel :func:`save_checkpoint`: all processes meet, the main one builds the state and writes, all meet
+    again (so nobody reads or prunes a half-written step)."""
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_checkpoint(run_dir, step, write_model, make_state())
+    accelerator.wait_for_everyone()
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from clip_t2i.backbones import ClipModel, load_clip
 from clip_t2i.errors import UserError
-from clip_t2i.training.checkpoint import latest_checkpoint, load_state, save_checkpoint
+from clip_t2i.training.checkpoint import latest_checkpoint, load_state, save_checkpoint_on_main
 from clip_t2i.training.common import (
     Timer,
     auto_threads,
@@ -25,6 +25,7 @@ from clip_t2i.training.common import (
     finite_or_skip,
     make_accelerator,
     param_groups,
+    run_logger,
     save_run_config,
     warmup_cosine,
 )
@@ -129,23 +130,16 @@ def train_clip(cfg: ClipTrainConfig) -> Path:
     timer.start -= float(state.get("elapsed_s", 0.0))
     log_file = run_dir / "train.log"
 
-    def log(msg: str) -> None:
-        if accelerator.is_main_process:
-            with open(log_file, "a") as f:
-                f.write(msg + "\n")
+    log = run_logger(log_file, accelerator.is_main_process)
 
     def checkpoint(step: int) -> None:
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            st = {
-                "step": step,
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng_cpu": torch.get_rng_state(),
-                "elapsed_s": timer.elapsed_s,
-            }
-            save_checkpoint(run_dir, step, unwrapped.save, st)
-        accelerator.wait_for_everyone()
+        save_checkpoint_on_main(accelerator, run_dir, step, unwrapped.save, lambda: {
+            "step": step,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng_cpu": torch.get_rng_state(),
+            "elapsed_s": timer.elapsed_s,
+        })
 
     samples_file = run_dir / f"samples_rank{rank}.txt" if cfg.record_samples else None
     bar = tqdm(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,17 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
     """Refuse to silently mix a new run into an old one."""
     if not resume and (run_dir / "checkpoints").exists() and any((run_dir / "checkpoints").glob("step_*")):
         raise UserError(f"{run_dir} already holds checkpoints; pass --resume to continue or choose another --out")
+
+
+def run_logger(path: Path, enabled: bool = True) -> Callable[[str], None]:
+    """``log(line)`` appending one line to the run log ``path``; a no-op where not ``enabled`` (non-main ranks)."""
+
+    def log(msg: str) -> None:
+        if enabled:
+            with open(path, "a") as f:
+                f.write(msg + "\n")
+
+    return log
 
 
 def finite_or_skip(loss: torch.Tensor, step: int, log) -> bool:
