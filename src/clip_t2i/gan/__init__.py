@@ -11,11 +11,9 @@ Public API (imported lazily so ``import clip_t2i.gan`` stays light):
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 # the function shadows the submodule's name, so ``clip_t2i.gan.sample(...)`` is the sampling API
 from clip_t2i.gan.sample import sample as sample
+from clip_t2i.utils.lazy import lazy_getattr
 
 _WHERE = {
     "Samples": "sample", "generate": "sample",
@@ -29,13 +27,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    mod = _WHERE.get(name)
-    if mod is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{mod}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _WHERE, globals())
 
 
 __all__ = sorted([*_WHERE, "sample"])

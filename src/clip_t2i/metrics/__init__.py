@@ -17,8 +17,9 @@ Functions take feature tensors ``[N, D]``; metric objects take features, or imag
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from clip_t2i.utils.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from clip_t2i.metrics.clip_score import (
@@ -78,14 +79,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
 _WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
 
 
-def __getattr__(name: str) -> Any:
-    """Import the defining submodule on first use (torchmetrics takes seconds to import; the CLI need not)."""
-    mod = _WHERE.get(name)
-    if mod is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{mod}"), name)
-    globals()[name] = value
-    return value
+# submodules are imported on first use (torchmetrics takes seconds to import; the CLI need not)
+__getattr__ = lazy_getattr(__name__, _WHERE, globals())
 
 
 __all__ = [

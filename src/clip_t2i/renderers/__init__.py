@@ -9,8 +9,7 @@ Exports are loaded lazily so that ``clip_t2i.renderers.commands`` (imported by t
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from clip_t2i.utils.lazy import lazy_getattr
 
 _EXPORTS = {
     "InitContext": "base",
@@ -28,7 +27,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"clip_t2i.renderers.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'clip_t2i.renderers' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS, globals())
