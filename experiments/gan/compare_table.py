@@ -42,10 +42,10 @@ def main() -> None:
         fj, fc = r["fid_judge"] / base["fid_judge"], r["fid_clip"] / base["fid_clip"]
         goal = "—" if r is base else (f"{'met' if rj >= 1.1 and fj <= 1.1 else 'missed'} / "
                                       f"{'met' if rc >= 1.1 and fc <= 1.1 else 'missed'}")
+        cs, held = r.get("clip_score_eval", float("nan")), r.get("judge_heldout_all", float("nan"))
         print(f"| {r['variant']} | {r['steps']} | {wall_minutes(Path(r['gan']))} | {r['fid_judge']:.1f} | "
-              f"{r['fid_clip']:.4f} | {r.get('clip_score_eval', float('nan')):.2f} | {r['mppd_judge']:.4f} ({rj:.2f}) | "
-              f"{r['mppd_clip']:.4f} ({rc:.2f}) | {r['judge_all']:.3f} / {r.get('judge_heldout_all', float('nan')):.3f} "
-              f"| {goal} |")
+              f"{r['fid_clip']:.4f} | {cs:.2f} | {r['mppd_judge']:.4f} ({rj:.2f}) | "
+              f"{r['mppd_clip']:.4f} ({rc:.2f}) | {r['judge_all']:.3f} / {held:.3f} | {goal} |")
 
 
 if __name__ == "__main__":

@@ -144,9 +144,9 @@ def load_init_image(path: str | Path, size: int) -> Tensor:
 def hue_rotate(images: Tensor, angles: Tensor) -> Tensor:
     """Rotate the colours of ``images [n, 3, h, w]`` about the grey axis ``(1, 1, 1)/√3`` by ``angles [n]``
     (radians; Rodrigues' formula), clamped to [0, 1]. Greys are fixed points; 2π/3 permutes R→G→B."""
-    k = torch.full((3,), 3**-0.5, dtype=images.dtype, device=images.device)
-    K = torch.tensor([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]], dtype=images.dtype,
-                     device=images.device)
+    # cross-product matrix of the unit grey axis
+    K = torch.tensor([[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]], dtype=images.dtype,
+                     device=images.device) * 3**-0.5
     c, s_ = torch.cos(angles).view(-1, 1, 1), torch.sin(angles).view(-1, 1, 1)
     R = torch.eye(3, dtype=images.dtype, device=images.device) + s_ * K + (1 - c) * (K @ K)
     return torch.einsum("nij,njhw->nihw", R, images).clamp(0.0, 1.0)
