@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install install-dev demo test test-all lint bench clean
+.PHONY: install install-dev demo test test-all lint format bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,17 +25,26 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/clip-t2i demo
+	$(VENV)/bin/clip-t2i demo --overwrite
+
+LINTED := src tests benchmarks scripts
 
 test: $(VENV)/.installed-dev
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
 	$(PY) -m pytest -q -m "not slow"
 
 test-all: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed-dev
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+
+format: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff format $(LINTED)
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

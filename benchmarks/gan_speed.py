@@ -62,8 +62,12 @@ def main() -> None:
     torch.manual_seed(0)
     clip = load_clip(args.clip).eval()
     res: dict = {
-        "clip": args.clip, "threads": args.threads, "batch": args.batch, "torch": torch.__version__,
-        "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+        "clip": args.clip,
+        "threads": args.threads,
+        "batch": args.batch,
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
         "load_avg_1min": os.getloadavg()[0],
     }
     G, D, _ = build(get_variant("scad"), clip)
@@ -89,8 +93,9 @@ def main() -> None:
         sampling["bf16_channels_last"] = best_rate(bf16, args.seconds, max(1, args.repeats - 1))
     prompts = ["a small red circle on the left", "a large blue square at the top"] * (args.batch // 2)
     seeds = list(range(len(prompts)))
-    sampling["generate_end_to_end"] = best_rate(lambda: generate(G, clip, prompts, seeds, args.batch).shape[0],
-                                                args.seconds, args.repeats)
+    sampling["generate_end_to_end"] = best_rate(
+        lambda: generate(G, clip, prompts, seeds, args.batch).shape[0], args.seconds, args.repeats
+    )
     if args.compile:
         Gc = torch.compile(G, dynamic=False)
         with torch.inference_mode():
@@ -120,8 +125,12 @@ def main() -> None:
 
         step()
         rate = best_rate(step, args.seconds * 2, max(1, args.repeats - 1))
-        training[name] = {"steps_per_s": round(rate, 3), "s_per_step": round(1 / rate, 3),
-                          "images_per_s": round(rate * b, 1), "D_params_trainable": count_parameters(Dt)}
+        training[name] = {
+            "steps_per_s": round(rate, 3),
+            "s_per_step": round(1 / rate, 3),
+            "images_per_s": round(rate * b, 1),
+            "D_params_trainable": count_parameters(Dt),
+        }
     res["training"] = {"batch": b, **training}
     res["load_avg_1min_end"] = os.getloadavg()[0]
     print(json.dumps(res))

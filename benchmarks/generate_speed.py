@@ -40,9 +40,14 @@ def run_setting(clip, preset: str, prompts: list[str], heldout: torch.Tensor, ju
     ok = torch.tensor([r["all"] for r in report.per_image])
     g = cfg.guidance
     return {
-        "preset": preset, "renderer": cfg.renderer, "init": opts.get("init", "grey"), "steps": g.steps,
-        "views_per_step": g.global_views + g.patch_views, "seconds_per_image": round(seconds / len(prompts), 4),
-        "accuracy": report.accuracy, "all_seen": round(float(ok[~heldout].float().mean()), 4),
+        "preset": preset,
+        "renderer": cfg.renderer,
+        "init": opts.get("init", "grey"),
+        "steps": g.steps,
+        "views_per_step": g.global_views + g.patch_views,
+        "seconds_per_image": round(seconds / len(prompts), 4),
+        "accuracy": report.accuracy,
+        "all_seen": round(float(ok[~heldout].float().mean()), 4),
         "all_heldout": round(float(ok[heldout].float().mean()), 4),
     }
 
@@ -70,10 +75,16 @@ def main() -> None:
     ref = run_setting(clip, args.reference_preset, prompts, heldout, judge, args.seed)
     fast = run_setting(clip, args.fast_preset, prompts, heldout, judge, args.seed)
     out = {
-        "model": model, "note": note, "n_prompts": args.n, "n_heldout": int(heldout.sum()),
+        "model": model,
+        "note": note,
+        "n_prompts": args.n,
+        "n_heldout": int(heldout.sum()),
         "all_attributes": "colour+shape+position",
-        "threads": torch.get_num_threads(), "torch": torch.__version__, "machine": platform.machine(),
-        "reference": ref, "fast": fast,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "reference": ref,
+        "fast": fast,
         "speedup": round(ref["seconds_per_image"] / max(fast["seconds_per_image"], 1e-9), 2),
         "fast_accuracy_at_least_reference": fast["accuracy"]["all"] >= ref["accuracy"]["all"],
     }

@@ -46,19 +46,41 @@ from clip_t2i.training.common import param_groups
 # The recipe of the zoo model shapes-clipag (see experiments/robust/README.md): four stages of free AT (m = 4)
 # with a clean term, ε = 6 (224 convention): 1600 steps at lr 1e-3 (clean weight 1), then 400 (2), 800 (4) and
 # 400 (6) steps at lr 1e-4. The clean weight's value does not change the cost of a step.
-RECIPE = {"objective": "clipag", "attack": "free", "free_replays": 4, "attack_steps": 1, "clean_weight": 1.0,
-          "eps": 6.0, "steps": 1600 + 400 + 800 + 400}
+RECIPE = {
+    "objective": "clipag",
+    "attack": "free",
+    "free_replays": 4,
+    "attack_steps": 1,
+    "clean_weight": 1.0,
+    "eps": 6.0,
+    "steps": 1600 + 400 + 800 + 400,
+}
 
 
-def _variant(clip0, name: str, *, objective: str, attack: str, eps: float, attack_steps: int = 1,
-             free_replays: int = 1, clean_weight: float = 0.0) -> dict[str, Any]:
+def _variant(
+    clip0,
+    name: str,
+    *,
+    objective: str,
+    attack: str,
+    eps: float,
+    attack_steps: int = 1,
+    free_replays: int = 1,
+    clean_weight: float = 0.0,
+) -> dict[str, Any]:
     clip = copy.deepcopy(clip0)
     freeze_text_tower(clip)
     clip.train()
     tower = ImageTower(clip)
     opt = torch.optim.AdamW(param_groups(tower, 1e-4), lr=1e-5, betas=(0.9, 0.98), eps=1e-6)
     step = AdversarialStep(
-        clip, tower, get_objective(objective), opt, attack=attack, eps=eps, attack_steps=attack_steps,
+        clip,
+        tower,
+        get_objective(objective),
+        opt,
+        attack=attack,
+        eps=eps,
+        attack_steps=attack_steps,
         clean_weight=clean_weight,
     )
     return {"name": name, "step": step, "replays": free_replays if attack == "free" else 1, "times": [], "k": 0}
@@ -91,11 +113,19 @@ def main() -> None:
         _variant(clip0, "clean", objective=obj, attack="none", eps=eps),
         _variant(clip0, f"pgd-{args.pgd_steps}", objective=obj, attack="pgd", eps=eps, attack_steps=args.pgd_steps),
         _variant(clip0, "fast", objective=obj, attack="fast", eps=eps),
-        _variant(clip0, f"free-{args.free_replays}", objective=obj, attack="free", eps=eps,
-                 free_replays=args.free_replays),
-        _variant(clip0, "recipe", objective=RECIPE["objective"], attack=RECIPE["attack"],
-                 eps=effective_eps(RECIPE["eps"], clip0.image_size), attack_steps=RECIPE["attack_steps"],
-                 free_replays=RECIPE["free_replays"], clean_weight=RECIPE["clean_weight"]),
+        _variant(
+            clip0, f"free-{args.free_replays}", objective=obj, attack="free", eps=eps, free_replays=args.free_replays
+        ),
+        _variant(
+            clip0,
+            "recipe",
+            objective=RECIPE["objective"],
+            attack=RECIPE["attack"],
+            eps=effective_eps(RECIPE["eps"], clip0.image_size),
+            attack_steps=RECIPE["attack_steps"],
+            free_replays=RECIPE["free_replays"],
+            clean_weight=RECIPE["clean_weight"],
+        ),
     ]
     for v in variants:  # warm-up (allocator, first-call overheads)
         v["step"]([batches[0]], step=0, eps=eps)
@@ -109,14 +139,22 @@ def main() -> None:
                 v["k"] += 1
     clean_s = statistics.median(variants[0]["times"])
     out: dict[str, Any] = {
-        "model": model_name, "image_size": clip0.image_size, "batch_size": args.batch_size,
-        "eps_224": args.eps, "eps_effective": round(eps, 4), "threads": args.threads,
-        "timed_steps_per_variant": args.steps * args.repeats, "machine": platform.machine(),
+        "model": model_name,
+        "image_size": clip0.image_size,
+        "batch_size": args.batch_size,
+        "eps_224": args.eps,
+        "eps_effective": round(eps, 4),
+        "threads": args.threads,
+        "timed_steps_per_variant": args.steps * args.repeats,
+        "machine": platform.machine(),
     }
     for v in variants:
         s = statistics.median(v["times"])
-        out[v["name"]] = {"s_per_step": round(s, 4), "ratio": round(s / clean_s, 3),
-                          "batches_per_step": round(1 / v["replays"], 3)}
+        out[v["name"]] = {
+            "s_per_step": round(s, 4),
+            "ratio": round(s / clean_s, 3),
+            "batches_per_step": round(1 / v["replays"], 3),
+        }
     rec = out["recipe"]
     rec.update({k: RECIPE[k] for k in RECIPE})
     rec["total_s"] = round(rec["s_per_step"] * RECIPE["steps"], 1)

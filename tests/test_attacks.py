@@ -151,9 +151,10 @@ def test_constraints(setup, norm: str) -> None:
     _assert_feasible(PGD(model, eps, norm, 8, eps / 2, generator=_gen(0))(x, y), x, eps, norm)
     _assert_feasible(PGD(model, eps, norm, 8, 3 * eps, generator=_gen(0))(x, y), x, eps, norm)  # huge steps
     _assert_feasible(PGD(model, eps, norm, 8, eps / 2, targeted=True)(x, (y + 1) % N_CLASSES), x, eps, norm)
-    _assert_feasible(apgd(model, x, y, eps=eps, norm=norm, steps=10, generator=_gen(0)), x, eps, norm)
-    x_dlr = apgd(model, x, y, eps=eps, norm=norm, steps=10, loss="dlr", n_restarts=2, generator=_gen(0))
-    _assert_feasible(x_dlr, x, eps, norm)
+    for compat in ("paper", "autoattack"):
+        _assert_feasible(apgd(model, x, y, eps=eps, norm=norm, steps=10, compat=compat, generator=0), x, eps, norm)
+        x_dlr = apgd(model, x, y, eps=eps, norm=norm, steps=10, loss="dlr", n_restarts=2, compat=compat, generator=0)
+        _assert_feasible(x_dlr, x, eps, norm)
 
 
 # ----------------------------------------------------------------------------------------- (c) targeted
@@ -225,10 +226,68 @@ def test_apgd_at_least_as_strong_as_pgd(setup, norm: str) -> None:
     assert acc_apgd <= acc_pgd + one
     rob_pgd = robust_accuracy(model, x, y, eps=eps, norm=norm, attack="pgd", steps=steps, generator=_gen(0))
     rob_apgd = robust_accuracy(model, x, y, eps=eps, norm=norm, attack="apgd", steps=steps, generator=_gen(0))
-    clean = clean_accuracy(model, x, y)
-    assert clean > 0.9
+    assert clean_accuracy(model, x, y) > 0.9
     assert rob_apgd <= rob_pgd + one
-    assert rob_pgd < clean
+
+
+# ---------------------------------------------------------------- known robust accuracy of a linear model
+def _linear_model_and_points(norm: str, eps: float) -> tuple[nn.Module, Tensor, Tensor, Tensor]:
+    """Logits ``z = (0, w·x + b, -100)`` on 3x8x8 images with ``w = ±1`` per pixel and points at known distances.
+
+    A sample of class 0 at ``w·x + b = -m`` is fooled within the ball iff ``m / ||w||_* < eps`` (``||w||_* =
+    ||w||_2`` for L2, ``||w||_1`` for Linf): the worst perturbation is ``eps · w / ||w||_2`` resp.
+    ``eps · sign(w)``, and the box [0, 1] does not bind because every pixel stays within 0.5 ± 0.35. The
+    third logit (always last) only makes the DLR loss defined. Returns ``(model, x, y, distance / eps)``.
+    """
+    d = 3 * 8 * 8
+    g = _gen(4)
+    w = torch.randint(0, 2, (d,), generator=g).float() * 2 - 1
+    dual = w.norm(p=2) if norm == "l2" else w.abs().sum()
+    model = nn.Sequential(nn.Flatten(), nn.Linear(d, 3))
+    with torch.no_grad():
+        model[1].weight.zero_()
+        model[1].weight[1] = w
+        model[1].bias.copy_(torch.tensor([0.0, -0.5 * float(w.sum()), -100.0]))
+    ratio = torch.tensor([0.25, 0.5, 0.75, 1.25, 1.5, 2.0]).repeat(2)  # distance / eps
+    base = 0.5 + 0.05 * (2 * torch.rand(len(ratio), d, generator=g) - 1)
+    s_base = base @ w - 0.5 * w.sum()  # w·base + b
+    x = base + ((-ratio * eps * dual - s_base) / (w @ w))[:, None] * w  # now w·x + b = -ratio · eps · ||w||_*
+    return model.eval(), x.view(-1, 3, 8, 8), torch.zeros(len(ratio), dtype=torch.long), ratio
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+@pytest.mark.parametrize(
+    ("attack", "compat", "loss"),
+    [
+        ("pgd", "paper", "ce"),
+        ("apgd", "paper", "ce"),
+        ("apgd", "paper", "dlr"),
+        ("apgd", "autoattack", "ce"),
+        ("apgd", "autoattack", "dlr"),
+    ],
+)
+def test_robust_accuracy_known_value_on_linear_model(norm: str, attack: str, compat: str, loss: str) -> None:
+    """Exactly the samples closer than eps to the decision boundary are flipped.
+
+    Float32 margin: ``w·x + b`` sums 192 terms of size <= 1, so its rounding error is below 192 · 2^-24 · 192
+    ≈ 2e-3 in logit units, i.e. < 2e-4 (L2, ||w||_2 ≈ 13.9) or < 1.2e-5 (Linf, ||w||_1 = 192) in distance,
+    far below the 0.25 eps gap between the closest points on either side (0.75 eps and 1.25 eps).
+    """
+    eps = EPS[norm]
+    model, x, y, ratio = _linear_model_and_points(norm, eps)
+    assert x.min() >= 0.1 and x.max() <= 0.9
+    assert clean_accuracy(model, x, y) == 1.0
+    kw = dict(eps=eps, norm=norm, steps=20, generator=0)
+    if attack == "pgd":
+        x_adv = PGD(model, eps, norm, 20, generator=0)(x, y)
+    else:
+        x_adv = apgd(model, x, y, loss=loss, compat=compat, **kw)
+    _assert_feasible(x_adv, x, eps, norm)
+    with torch.no_grad():
+        flipped = model(x_adv).argmax(1) != y
+    assert torch.equal(flipped, ratio < 1)
+    expected = float((ratio > 1).float().mean())  # = 0.5
+    assert robust_accuracy(model, x, y, attack=attack, loss=loss, compat=compat, **kw) == expected
 
 
 @pytest.mark.parametrize("norm", ["l2", "linf"])
@@ -260,6 +319,9 @@ def test_apgd_checkpoints() -> None:
     assert apgd_checkpoints(100) == [22, 41, 57, 70, 80, 87, 93, 99]
     assert apgd_checkpoints(10) == [3, 5, 6, 7, 8, 9]
     assert apgd_checkpoints(1) == []
+    assert apgd_checkpoints(50, "paper") == [11, 21, 29, 35, 40, 44, 47]
+    assert apgd_checkpoints(50, "autoattack") == [11, 21, 30, 38, 45]  # differs from ceil(p_j N) at N = 50
+    assert apgd_checkpoints(100, "autoattack") == apgd_checkpoints(100, "paper")
 
 
 def test_dlr_loss_value() -> None:
@@ -336,6 +398,14 @@ def test_other_bad_inputs_raise_user_error(setup) -> None:
         apgd(model, x, y, eps=1.0, n_restarts=0)
     with pytest.raises(UserError, match="loss"):
         apgd(model, x, y, eps=1.0, loss="hinge")
+    with pytest.raises(UserError, match="compat"):
+        apgd(model, x, y, eps=1.0, compat="robustbench")
+    with pytest.raises(UserError, match="compat"):
+        robust_accuracy(model, x, y, eps=1.0, compat="robustbench")
+    with pytest.raises(UserError, match="untargeted"):
+        apgd(model, x, y, eps=1.0, targeted=True, compat="autoattack")
+    with pytest.raises(UserError, match="generator"):
+        apgd(model, x, y, eps=1.0, generator="seed")  # type: ignore[arg-type]
     with pytest.raises(UserError, match=r"\[0, 1\]"):
         PGD(model, 1.0, "l2", 2, 0.1)(x * 2 - 0.5, y)
     with pytest.raises(UserError, match="shape"):

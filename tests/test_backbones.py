@@ -131,12 +131,15 @@ def test_full_checkpoint_formats(tmp_path, tiny_arch, fmt):
 
 def test_clipag_file_really_contains_numpy_scalars(tmp_path, tiny_arch):
     """The allow-list is needed: plain weights_only loading rejects the CLIPAG layout."""
-    clip = load_clip(tiny_arch)
+    clip = _perturbed(load_clip(tiny_arch))  # perturbed: no fresh initialisation can equal these weights
+    saved = {k: v.clone() for k, v in clip.model.state_dict().items()}
     path = tmp_path / "clipag.pt"
-    torch.save({"state_dict": clip.model.state_dict(), "epoch": np.int64(3)}, path)
+    torch.save({"state_dict": saved, "epoch": np.int64(3)}, path)
     with pytest.raises(Exception):  # noqa: B017 - torch's own UnpicklingError text varies
         torch.load(path, weights_only=True)
-    assert load_clip(tiny_arch, pretrained=path) is not None
+    back = load_clip(tiny_arch, pretrained=path).model.state_dict()
+    assert back.keys() == saved.keys()
+    assert all(torch.equal(back[k], saved[k]) for k in saved)  # a copy, bit for bit
 
 
 @pytest.mark.parametrize("fmt", ["fare", "tecoa", "fare_safetensors"])
@@ -241,7 +244,9 @@ def test_cli_bad_model_is_one_line(tmp_path):
 
     r = subprocess.run(
         [sys.executable, "-m", "clip_t2i.cli", "eval-clip", "--model", "vit-t46", "--json"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert r.returncode == 2
     assert r.stdout == ""

@@ -188,8 +188,7 @@ def test_shards_split_across_ranks_without_duplicates(tmp_path: Path) -> None:
     all_keys = {f"s{i:04d}" for i in range(30)}
     for epoch_seed in (0, 1):
         per_rank = [
-            keys_of(WdsStream(pattern, size=8, rank=r, world_size=2, seed=epoch_seed, epochs=1))
-            for r in range(2)
+            keys_of(WdsStream(pattern, size=8, rank=r, world_size=2, seed=epoch_seed, epochs=1)) for r in range(2)
         ]
         assert not set(per_rank[0]) & set(per_rank[1])
         assert sorted(per_rank[0] + per_rank[1]) == sorted(all_keys)
@@ -235,9 +234,7 @@ def test_corrupt_image_and_truncated_tar_are_skipped_and_counted(tmp_path: Path)
         info = tarfile.TarInfo("lonely.png")
         info.size = len(buf.getvalue())
         tar.addfile(info, io.BytesIO(buf.getvalue()))
-    stream = WdsStream(
-        [str(good), str(victim), str(no_caption)], size=8, batch_size=4, epochs=1, shuffle_shards=False
-    )
+    stream = WdsStream([str(good), str(victim), str(no_caption)], size=8, batch_size=4, epochs=1, shuffle_shards=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         keys = keys_of(stream)
@@ -273,9 +270,7 @@ def test_make_stream_sources(tmp_path: Path) -> None:
         assert isinstance(folder, FolderStream) and sum(len(b["caption"]) for b in folder) == 4
     write_shards(shard_samples(6), tmp_path / "shards", per_shard=2)
     by_dir = make_stream(str(tmp_path / "shards"), size=8, batch_size=4, epochs=1)
-    by_pattern = make_stream(
-        str(tmp_path / "shards" / "shard-{000000..000002}.tar"), size=8, batch_size=4, epochs=1
-    )
+    by_pattern = make_stream(str(tmp_path / "shards" / "shard-{000000..000002}.tar"), size=8, batch_size=4, epochs=1)
     by_file = make_stream(str(tmp_path / "shards" / "shard-000000.tar"), size=8, batch_size=4, epochs=1)
     assert [sum(len(b["caption"]) for b in s) for s in (by_dir, by_pattern, by_file)] == [6, 6, 2]
 

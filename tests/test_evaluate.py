@@ -16,8 +16,10 @@ from clip_t2i.metrics.report import evaluate_folder, write_report
 torch.set_num_threads(1)
 
 
-def _fake_generations(folder: Path, n_prompts: int = 4, per_prompt: int = 3, size: int = 64) -> None:
-    """Clean renders standing in for generated images, saved the way `generate` saves them."""
+def _fake_generations(folder: Path, n_prompts: int = 4, per_prompt: int = 3, size: int = 64):
+    """Clean renders standing in for generated images, saved the way `generate` saves them.
+
+    Returns (the images as stored: 8-bit rounded, in file-name order; their prompts)."""
     from clip_t2i.data.shapes import ShapesWorld
     from clip_t2i.renderers.outputs import save_png
 
@@ -29,18 +31,43 @@ def _fake_generations(folder: Path, n_prompts: int = 4, per_prompt: int = 3, siz
     folder.mkdir(parents=True, exist_ok=True)
     for i, (img, p) in enumerate(zip(images, prompts, strict=True)):
         save_png(folder / f"img_{i:03d}.png", img, {"prompt": p, "seed": i % per_prompt, "model": "shapes-clipag"})
+    return (images * 255).round() / 255, list(prompts)
 
 
 def test_evaluate_folder_all_metrics(tmp_path):
-    _fake_generations(tmp_path / "gen")
+    images, prompts = _fake_generations(tmp_path / "gen")
     rep = evaluate_folder(tmp_path / "gen", n_reference=200)
     m = rep["metrics"]
     assert rep["n_images"] == 12 and rep["n_prompts"] == 4 and rep["domain"] == "shapes"
     assert m["judge"]["all"] > 0.9  # clean renders of their own prompts
-    assert m["fid"] >= 0 and 0 <= m["prdc"]["precision"] <= 1
+    # every number recomputed here from the images as written and the definitions (not ranges the code clamps
+    # to): judge penultimate features of the 12 images vs 200 reference renders (shapes, all combinations, seed 0)
+    from clip_t2i.backbones import load_clip
+    from clip_t2i.data.shapes import shapes_eval_set
+    from clip_t2i.metrics import compute_clip_score, compute_prdc, frechet_distance
+    from clip_t2i.metrics.features import extract_features
+    from clip_t2i.metrics.judge import judge_feature_extractor, load_judge
+
+    ext = judge_feature_extractor(load_judge("shapes-judge"))
+    feat = extract_features(ext, images, batch_size=128).double()
+    ref = extract_features(ext, shapes_eval_set("one", "all", n=200, seed=0, size=64)["image"], batch_size=128)
+    # float32 features from the same pixels: FID (float64) agrees to 1e-4 relative; PRDC counts agree exactly
+    # unless a feature sits within rounding of a k-NN radius, which 1e-9 would expose
+    assert m["fid"] == pytest.approx(float(frechet_distance(ref.double(), feat)), rel=1e-4)
+    assert m["prdc"] == pytest.approx(compute_prdc(ref.double(), feat, k=3).as_dict(), abs=1e-9)
+    assert m["prdc"]["precision"] > 0.5  # clean renders lie on the real-image manifold
+    # mPPD runs on its own features (report["mppd_features"], being reworked elsewhere): only its shape here
     assert 0 < m["mppd"] < 1 and len(m["ppd_per_prompt"]) == 4
-    assert m["vendi"] >= 1
-    assert m["clip_score"]["value"] > 0 and m["clip_score"]["same_model"] is False
+    unit = torch.nn.functional.normalize(feat, dim=1)
+    lam = torch.linalg.eigvalsh(unit @ unit.T / len(unit)).clamp_min(0)  # Vendi: exp(entropy of K/n's spectrum)
+    lam = lam[lam > 1e-12]
+    assert m["vendi"] == pytest.approx(float(torch.exp(-(lam * lam.log()).sum())), rel=1e-4)  # as for FID
+    want = compute_clip_score(
+        images, prompts, load_clip("shapes-clip"), eval_model_id="shapes-clip", guide_model_id=None
+    )
+    assert m["clip_score"]["value"] == pytest.approx(want.score, abs=1e-3)  # 100·cos: 1e-3 ≈ 1e-5 in cos
+    assert want.score > 80  # shapes-clip scores clean renders of their own captions ≈ 97
+    assert m["clip_score"]["same_model"] is False
     paths = write_report(rep, tmp_path / "rep")
     saved = json.loads(paths["json"].read_text())
     assert saved["metrics"]["judge"] == m["judge"]
@@ -86,9 +113,21 @@ def test_bad_input(tmp_path):
 def test_cli_json(tmp_path):
     _fake_generations(tmp_path / "gen", n_prompts=2, per_prompt=3)
     r = subprocess.run(
-        [sys.executable, "-m", "clip_t2i.cli", "evaluate", str(tmp_path / "gen"), "--metrics", "judge,mppd,fid",
-         "--n-reference", "100", "--json"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "clip_t2i.cli",
+            "evaluate",
+            str(tmp_path / "gen"),
+            "--metrics",
+            "judge,mppd,fid",
+            "--n-reference",
+            "100",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
@@ -101,7 +140,9 @@ def test_cli_prompt_file_mode_bad_input(tmp_path):
     empty.write_text("\n# only a comment\n")
     r = subprocess.run(
         [sys.executable, "-m", "clip_t2i.cli", "evaluate", str(tmp_path / "out"), "--prompts", str(empty)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert r.returncode == 2 and "holds no prompts" in r.stderr and r.stderr.count("\n") == 1
     assert not (tmp_path / "out").exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -19,6 +21,7 @@ from clip_t2i.gan.losses import (
     san_d_loss,
 )
 from clip_t2i.gan.networks import SanDirection, SanLogits, san_logits
+from clip_t2i.gan.variants import get_variant
 
 torch.set_num_threads(1)
 
@@ -114,14 +117,15 @@ def test_san_direction_module_routing():
     assert gw.abs().sum() > 0 and gh.abs().sum() > 0
 
 
-def _manual_magp(D, feats, e, power):
+def _manual_magp(D, feats, e, power, weight=2.0, create_graph=False):
+    """MA-GP by one autograd call per sample: weight · mean_b ‖[∂f/∂feats_b, ∂f/∂e_b]‖^power."""
     norms = []
     for b in range(feats.shape[0]):
         f = feats[b : b + 1].detach().requires_grad_(True)
         t = e[b : b + 1].detach().requires_grad_(True)
-        gf, gt = torch.autograd.grad(D(f, t).sum(), [f, t])
+        gf, gt = torch.autograd.grad(D(f, t).sum(), [f, t], create_graph=create_graph)
         norms.append(torch.cat([gf.flatten(), gt.flatten()]).norm())
-    return 2.0 * torch.stack(norms).pow(power).mean()
+    return weight * torch.stack(norms).pow(power).mean()
 
 
 def test_magp_linear_hand_computed_and_nonlinear_manual():
@@ -156,7 +160,6 @@ def test_loss_config_rejects_negative_lambda():
 def tiny():
     from clip_t2i.backbones import load_clip
     from clip_t2i.gan.train import build
-    from clip_t2i.gan.variants import get_variant
 
     torch.manual_seed(0)
     clip = load_clip("vit-t32")
@@ -186,13 +189,14 @@ def test_gan_loss_steps_route_gradients(tiny, name):
     if D.q is not None:
         assert D.q.net[0].weight.grad.abs().sum() > 0 and "D/mi" in st
     D.zero_grad(set_to_none=True)
-    for p in D.trainable_parameters():
+    d_params = D.trainable_parameters()  # the list, kept: once frozen, D.trainable_parameters() is empty
+    for p in d_params:
         p.requires_grad_(False)
     lg, st_g = loss.generator(fake, e, z)
     lg.backward()
-    for p in D.trainable_parameters():
+    for p in d_params:
         p.requires_grad_(True)
-    assert all(p.grad is None for p in D.trainable_parameters())
+    assert all(p.grad is None for p in d_params)
     assert all(p.grad is None for p in clip.parameters())
     # prompt tokens only act inside the frozen CLIP blocks: a gradient here flows *through* the CLIP
     assert G.fc_prompt.weight.grad is not None and G.fc_prompt.weight.grad.abs().sum() > 0
@@ -200,30 +204,113 @@ def test_gan_loss_steps_route_gradients(tiny, name):
     G.zero_grad(set_to_none=True)
 
 
-def test_mi_term_in_generator_loss_equals_lambda_times_mse(tiny):
+def _grads(loss, params):
+    """d loss / d params (zeros where loss does not depend on a parameter); the graph is kept."""
+    grads = torch.autograd.grad(loss, params, allow_unused=True, retain_graph=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)]
+
+
+def _close(a, b, scale, rtol=1e-4):
+    """max |a - b| <= rtol · scale, with ``scale`` the magnitude of the largest operand the values were built from.
+
+    Tolerance: each value is a few float32 reductions over <= ~1e4 terms (CLIP features 128×4×4 per tap, z_dim
+    100), with relative rounding error ~√n·2^-24 ≲ 1e-5 of the operands; a difference of two such values (L(λ) -
+    L(0)) inherits the error of the larger one, hence ``scale``. rtol 1e-4 leaves a 10× margin, while a dropped,
+    doubled or mis-weighted term is off by ≥ 1 % of itself.
+    """
+    a, b = torch.as_tensor(a).detach(), torch.as_tensor(b).detach()
+    return float((a - b).abs().max()) <= rtol * float(scale)
+
+
+def _mag(*tensors) -> float:
+    return max(float(torch.as_tensor(t).detach().abs().max()) for t in tensors)
+
+
+@pytest.mark.parametrize("lam", [0.02, 0.3])  # the scad-mi preset's λ, and another one
+def test_mi_term_enters_both_losses_with_lambda(tiny, lam):
+    """L(λ) = L(0) + λ · E‖Q(G(z, c)) − z‖² in the G and the D step, in value and in gradient (D step: Q and
+    the trunk; G step: G, through the frozen Q); λ = 0 removes the term (Q gets no gradient at all)."""
     _, nets, e = tiny
     G, D, loss = nets["scad-mi"]
-    z = torch.randn(4, G.z_dim)
-    with torch.no_grad():
+    assert loss.cfg.mi_weight == 0.02 and D.q is not None
+    on = GanLoss(G, D, dataclasses.replace(loss.cfg, mi_weight=lam))
+    off = GanLoss(G, D, dataclasses.replace(loss.cfg, mi_weight=0.0))  # same networks, the term switched off
+    g = torch.Generator().manual_seed(7)
+    z = torch.randn(4, G.z_dim, generator=g)
+    real = torch.rand(4, 3, 32, 32, generator=g) * 2 - 1
+
+    def mi_of(images):  # independent L_MI: Q on the semantic trunk of the images' CLIP features
+        return ((D.q(D.semantic.trunk(D.taps(images)[0])) - z) ** 2).sum(1).mean()
+
+    d_params, g_params, q_params = D.trainable_parameters(), G.trainable_parameters(), list(D.q.parameters())
+    D.eval()  # spectral norm: no power-iteration step between the calls below, so all of them see the same D
+    try:
         fake = G(z, e)
-        _, st = loss.generator(fake, e, z)
-        feats, _ = D.taps(fake)
-        manual = ((D.q(D.semantic.trunk(feats)) - z) ** 2).sum(1).mean()
-    assert torch.allclose(st["G/mi"], manual, rtol=1e-5)
+        mi = mi_of(fake)
+        assert 50 < float(mi.detach()) < 500  # ≈ z_dim = 100 for an untrained Q: the term is far from negligible
+        # G step
+        lg_on, st_on = on.generator(fake, e, z)
+        lg_off, st_off = off.generator(fake, e, z)
+        assert "G/mi" not in st_off and _close(st_on["G/mi"], mi, _mag(mi))
+        assert _close(lg_on - lg_off, lam * mi, _mag(lg_off, lam * mi))
+        gg_on, gg_off, gg_mi = _grads(lg_on, g_params), _grads(lg_off, g_params), _grads(lam * mi, g_params)
+        scale = _mag(*gg_on, *gg_off)
+        assert _mag(*gg_mi) > 1e-3 * scale  # the MI gradient on G is not lost in the rounding of the others
+        assert all(_close(a - b, m, scale) for a, b, m in zip(gg_on, gg_off, gg_mi, strict=True))
+        # D step (fakes detached inside)
+        ld_on, sd_on = on.discriminator(real, fake, e, z)
+        ld_off, sd_off = off.discriminator(real, fake, e, z)
+        mi_d = mi_of(fake.detach())
+        assert "D/mi" not in sd_off and _close(sd_on["D/mi"], mi_d, _mag(mi_d))
+        assert _close(ld_on - ld_off, lam * mi_d, _mag(ld_off, lam * mi_d))
+        gd_on, gd_off, gd_mi = _grads(ld_on, d_params), _grads(ld_off, d_params), _grads(lam * mi_d, d_params)
+        scale = _mag(*gd_on, *gd_off)
+        assert all(_close(a - b, m, scale) for a, b, m in zip(gd_on, gd_off, gd_mi, strict=True))
+        assert _mag(*_grads(ld_off, q_params)) == 0 and _mag(*_grads(ld_on, q_params)) > 0  # λ trains Q
+        gq_on, gq_mi = _grads(ld_on, q_params), _grads(lam * mi_d, q_params)  # Q only appears in the MI term
+        assert all(_close(a, m, _mag(m)) for a, m in zip(gq_on, gq_mi, strict=True))
+    finally:
+        D.train()
 
 
-def test_magp_in_galip_d_step_matches_manual(tiny):
-    """GanLoss's MA-GP term equals the per-sample autograd computation on the same D (real pairs)."""
-    _, nets, e = tiny
-    G, D, loss = nets["galip"]
-    real = torch.rand(3, 3, 32, 32) * 2 - 1
+@pytest.mark.parametrize("weight", [2.0, 5.0])  # GALIP's weight, and another one
+def test_magp_term_in_galip_d_loss_matches_manual(tiny, weight):
+    """GanLoss.discriminator adds weight · MA-GP (per-sample autograd on the same D, real pairs) and nothing else:
+    L_D(w) − L_D(0) equals it in value and in its gradient w.r.t. D (double backprop); w = 0 removes the term."""
+    from clip_t2i.gan.train import build
+
+    clip, _, e = tiny
+    cfg = get_variant("galip").loss
+    assert cfg.magp_weight == 2.0 and cfg.magp_power == 6.0
+    torch.manual_seed(0)
+    G, D, _ = build(get_variant("galip"), clip)
+    with torch.no_grad():  # at init ‖∇f‖ ≈ 0.25, so ‖∇f‖⁶ ≈ 2e-4 would vanish next to the hinge loss: scale f by 5
+        D.semantic.head.c2.weight.mul_(5.0)
+    on = GanLoss(G, D, dataclasses.replace(cfg, magp_weight=weight))
+    off = GanLoss(G, D, dataclasses.replace(cfg, magp_weight=0.0))
+    g = torch.Generator().manual_seed(11)
+    real = torch.rand(3, 3, 32, 32, generator=g) * 2 - 1
+    fake = torch.rand(3, 3, 32, 32, generator=g) * 2 - 1
+    e3 = e[:3]
     with torch.no_grad():
         feats, _ = D.taps(real)
 
     def Dfun(f, t):
         return D.semantic.logits(D.semantic.trunk(f), t).full
 
-    f = feats.clone().requires_grad_(True)
-    t = e[:3].clone().requires_grad_(True)
-    gp = ma_gp(Dfun(f, t), (f, t), 2.0, 6.0)
-    assert torch.allclose(gp, _manual_magp(Dfun, feats, e[:3], 6.0), rtol=1e-4)
+    manual = _manual_magp(Dfun, feats, e3, 6.0, weight=weight, create_graph=True)
+    ld_on, st_on = on.discriminator(real, fake, e3)
+    ld_off, st_off = off.discriminator(real, fake, e3)
+    assert "D/magp" not in st_off
+    assert torch.equal(ld_off, st_off["D/loss_sem"])  # galip, weight 0: the semantic hinge loss alone
+    assert float(manual.detach()) > 0.1 * float(ld_off.detach())  # the penalty is comparable to the hinge loss
+    # ‖∇f‖ carries the 1e-5 relative error of _close; the 6th power multiplies it by 6: rtol 1e-3 for the penalty
+    assert _close(st_on["D/magp"], manual, _mag(manual), rtol=1e-3)
+    assert _close(ld_on - ld_off, manual, _mag(ld_off, manual), rtol=1e-3)
+    params = [p for p in D.semantic.parameters() if p.requires_grad]
+    g_on, g_off, g_man = _grads(ld_on, params), _grads(ld_off, params), _grads(manual, params)
+    scale = _mag(*g_on, *g_off)
+    assert all(_close(a - b, m, scale, rtol=1e-3) for a, b, m in zip(g_on, g_off, g_man, strict=True))
+    assert _mag(*g_man) > 0.01 * scale  # the penalty's gradient reaches D (create_graph) and is not negligible
+    c1 = next(i for i, p in enumerate(params) if p is D.semantic.head.c1.weight)
+    assert _mag(g_man[c1]) > 0  # e.g. the joint head's first conv

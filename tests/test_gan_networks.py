@@ -97,8 +97,9 @@ def test_clip_taps_embedding_matches_encode_image(clip64):
     assert torch.allclose(emb, ref, atol=1e-5)
     # tap after block 0 = open_clip's own intermediate tokens
     with torch.no_grad():
-        inter = clip64.visual.forward_intermediates(clip64.preprocess(img01), indices=[0, 2],
-                                                    intermediates_only=True)["image_intermediates"]
+        inter = clip64.visual.forward_intermediates(clip64.preprocess(img01), indices=[0, 2], intermediates_only=True)[
+            "image_intermediates"
+        ]
     assert torch.allclose(feats[:, 0], inter[0], atol=1e-5) and torch.allclose(feats[:, 1], inter[1], atol=1e-5)
 
 

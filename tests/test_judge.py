@@ -1,4 +1,5 @@
-"""Judges: clean accuracy of the zoo judges, prompt parsing of paraphrases, judging folders, features."""
+"""Judges through the compatibility module `clip_t2i.metrics.judge`: the legacy CNNs (FID features, `legacy`
+verdicts), prompt parsing of paraphrases, judging folders and the `judge` CLI."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def shapes_judge():
     return load_judge("shapes-judge")
 
 
-def test_shapes_judge_clean_accuracy(shapes_judge):
+def test_legacy_shapes_judge_clean_accuracy_and_features(shapes_judge):
     data = shapes_eval_set(level="one", split="all", n=480, seed=99)
     pred = shapes_judge.predict(data["image"])
     for k in SHAPES_ATTRIBUTES:
@@ -41,7 +42,7 @@ def test_shapes_judge_clean_accuracy(shapes_judge):
     assert feats.shape == (4, 128)
 
 
-def test_digits_judge_test_accuracy():
+def test_legacy_digits_judge_test_accuracy():
     from clip_t2i.data.digits import DigitsDataset
 
     judge = load_judge("digits-judge")
@@ -93,19 +94,24 @@ def test_judge_directory_and_cli(tmp_path, monkeypatch, capsys, shapes_judge):
     for i, (img, cap) in enumerate(zip(images, captions, strict=True)):
         save_png(tmp_path / f"{i:02d}.png", img, {"prompt": cap, "seed": i}, sidecar=i % 2 == 0)
     report = judge_directory(tmp_path)["shapes"]
-    assert report["n"] == 12 and report["accuracy"]["all"] >= 0.9
-    direct = judge_shapes(images, captions, judge=shapes_judge)
+    assert report["n"] == 12 and report["judge"] == "abs"
+    assert report["accuracy"]["all"] == 1.0 and report["accuracy"]["recognised"] == 1.0  # clean renders
+    direct = judge_shapes(images, captions)  # PNG quantisation (1/255) changes no verdict of a clean render
     assert direct.accuracy == report["accuracy"]
+    legacy = judge_directory(tmp_path, judge="legacy")["shapes"]
+    assert legacy["judge"] == "legacy" and "recognised" not in legacy["accuracy"]
+    assert legacy["accuracy"] == judge_shapes(images, captions, judge=shapes_judge).accuracy
 
     from clip_t2i import cli
 
-    monkeypatch.setattr(sys, "argv", ["clip-t2i", "judge", str(tmp_path), "--json"])
-    try:
-        cli.main()
-    except SystemExit as e:
-        assert e.code in (0, None)
-    out = json.loads(capsys.readouterr().out)
-    assert out["shapes"]["accuracy"]["all"] == report["accuracy"]["all"]
+    for extra in ([], ["--judge", "legacy"]):
+        monkeypatch.setattr(sys, "argv", ["clip-t2i", "judge", str(tmp_path), "--json", *extra])
+        try:
+            cli.main()
+        except SystemExit as e:
+            assert e.code in (0, None)
+        out = json.loads(capsys.readouterr().out)
+        assert out["shapes"]["accuracy"]["all"] == (legacy if extra else report)["accuracy"]["all"]
 
     from PIL import Image
 
@@ -115,4 +121,3 @@ def test_judge_directory_and_cli(tmp_path, monkeypatch, capsys, shapes_judge):
         cli.main()
     err = capsys.readouterr().err
     assert e.value.code == 2 and "carries no prompt" in err and err.count("\n") == 1
-

@@ -32,9 +32,7 @@ class FakeClip:
 
 
 def _expected(model: FakeClip, images: torch.Tensor, captions: list[str]) -> torch.Tensor:
-    cos = F.cosine_similarity(
-        model.encode_image(images).double(), model.encode_text(captions).double(), dim=1
-    )
+    cos = F.cosine_similarity(model.encode_image(images).double(), model.encode_text(captions).double(), dim=1)
     return (100 * cos).clamp_min(0)
 
 
@@ -60,9 +58,7 @@ def test_same_model_warns_and_flags() -> None:
     model = FakeClip()
     images, captions = _batch(4)
     with pytest.warns(SameModelWarning, match="guiding model"):
-        res = compute_clip_score(
-            images, captions, model, eval_model_id="hf-hub:ViT-B-32", guide_model_id="vit_b_32"
-        )
+        res = compute_clip_score(images, captions, model, eval_model_id="hf-hub:ViT-B-32", guide_model_id="vit_b_32")
     assert res.same_model is True
     with pytest.warns(SameModelWarning):
         metric = CLIPScore(model, eval_model_id="ViT-B/32", guide_model_id="vit-b-32")
@@ -72,10 +68,7 @@ def test_same_model_warns_and_flags() -> None:
         warnings.simplefilter("error")
         res = compute_clip_score(images, captions, model, eval_model_id="ViT-L-14", guide_model_id="ViT-B-32")
         assert res.same_model is False
-        assert (
-            compute_clip_score(images, captions, model, eval_model_id="x", guide_model_id=None).same_model
-            is False
-        )
+        assert compute_clip_score(images, captions, model, eval_model_id="x", guide_model_id=None).same_model is False
     assert same_model_id("ViT-B-32:openai", "vit-b-32-openai") and not same_model_id("ViT-B-16", "ViT-B-32")
 
 

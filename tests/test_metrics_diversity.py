@@ -19,9 +19,7 @@ def _naive(x: torch.Tensor, ids: list, distance: str) -> dict:
         rows = [x[i].double() for i, p in enumerate(ids) if p == pid]
         ds = []
         for a, b in combinations(rows, 2):
-            ds.append(
-                1 - float(F.cosine_similarity(a, b, dim=0)) if distance == "cosine" else float((a - b).norm())
-            )
+            ds.append(1 - float(F.cosine_similarity(a, b, dim=0)) if distance == "cosine" else float((a - b).norm()))
         out[pid] = sum(ds) / len(ds)
     return out
 

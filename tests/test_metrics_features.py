@@ -98,9 +98,22 @@ def test_dinov2_from_local_file(tmp_path: Path) -> None:
     path = tmp_path / "dinov2_vits14_pretrain.pth"
     torch.save(state, path)
     ext = DinoV2Features("vits14", weights_path=path)
-    feats = ext(_images(2, size=32))
-    assert feats.shape == (2, 384) and torch.isfinite(feats).all()
-    assert ext.name == "dinov2-vits14" and ext.num_features == 384
+    x = _images(2, size=32)
+    feats = ext(x)
+    assert feats.shape == (2, 384) and ext.name == "dinov2-vits14" and ext.num_features == 384
+    # the file's weights are the ones in use (a randomly initialised net would give finite 384-d features too):
+    # every tensor but the position grid (37×37 -> 16×16, resampled at load) is the saved one, bit for bit
+    loaded = ext.net.state_dict()
+    shared = [k for k in state if k in loaded and k != "pos_embed"]
+    assert len(shared) == len(loaded) - 1 and all(torch.equal(loaded[k], state[k]) for k in shared)
+    assert loaded["pos_embed"].shape[1] == 1 + 16 * 16
+    # ... and the features are that net's CLS output on the documented input pipeline (bicubic 224, ImageNet
+    # mean/std), computed here by hand; same ops on the same input: equal to float32 rounding
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    big = F.interpolate(x, size=(224, 224), mode="bicubic", align_corners=False, antialias=False).clamp(0, 1)
+    with torch.no_grad():
+        expected = ext.net((big - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1))
+    torch.testing.assert_close(feats, expected, rtol=1e-4, atol=1e-5)
 
 
 # ------------------------------------------------------------------------------------------- wrappers

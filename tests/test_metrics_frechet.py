@@ -100,9 +100,7 @@ def test_rank_deficient_low_rank_features() -> None:
     _, cov_x = mean_and_covariance(x)
     _, cov_y = mean_and_covariance(y)
     assert float(frechet_distance(x, y)) == pytest.approx(float(via_stats), rel=1e-9)
-    assert float(trace_sqrt_product(cov_x, cov_y)) == pytest.approx(
-        float(trace_sqrt_product(cov_y, cov_x)), rel=1e-9
-    )
+    assert float(trace_sqrt_product(cov_x, cov_y)) == pytest.approx(float(trace_sqrt_product(cov_y, cov_x)), rel=1e-9)
 
 
 def test_fewer_samples_than_dims_uses_same_value_as_covariance_route() -> None:

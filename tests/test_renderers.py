@@ -59,7 +59,7 @@ def test_gaussian_prior_pool_covers_all_classes_and_moments():
     big = GaussianPrior.fit(((x + 0.5).clamp(0, 1)).view(-1, 3, 4, 4), torch.zeros(400, dtype=torch.long), 4)
     assert not big.low_rank[0]
     s = big.sample(torch.zeros(4000, dtype=torch.long), torch.Generator().manual_seed(2)).flatten(1) * 2 - 1
-    xc = (((x + 0.5).clamp(0, 1)) * 2 - 1)
+    xc = ((x + 0.5).clamp(0, 1)) * 2 - 1
     cov_data = torch.cov(xc.T, correction=0)
     assert (torch.cov(s.T) - cov_data).abs().max() < 0.1 * cov_data.abs().max()
 
@@ -114,8 +114,14 @@ def test_presets_registry():
     assert "clipag" in names and "fast" in names
     p = get_preset("clipag")
     g = p.guidance
-    assert (g.steps, g.lr, g.grad_clip, g.global_views, g.patch_views, g.patch_weight) == (100, 0.0175, 0.001, 32, 32,
-                                                                                          5.0)
+    assert (g.steps, g.lr, g.grad_clip, g.global_views, g.patch_views, g.patch_weight) == (
+        100,
+        0.0175,
+        0.001,
+        32,
+        32,
+        5.0,
+    )
     assert (g.projection, g.threshold_quantile, g.keep_best, g.optimizer) == ("dynamic", 0.95, True, "adamw")
     assert p.renderer == "pixels" and p.renderer_options["init"] == "gmm"
     p.renderer_options["init"] = "grey"
@@ -133,8 +139,14 @@ def test_presets_registry():
 
 def test_png_metadata_and_sidecar_roundtrip(tmp_path):
     img = torch.rand(3, 16, 16)
-    rec = {"prompt": "a red circle:1 | blurry:-0.5", "seed": 3, "model": "m", "renderer": "pixels",
-           "preset": "fast", "settings": {"guidance": {"steps": 2}}}
+    rec = {
+        "prompt": "a red circle:1 | blurry:-0.5",
+        "seed": 3,
+        "model": "m",
+        "renderer": "pixels",
+        "preset": "fast",
+        "settings": {"guidance": {"steps": 2}},
+    }
     path = save_png(tmp_path / "x.png", img, rec)
     got, pixels = read_image_record(path)
     assert got == rec
@@ -155,8 +167,16 @@ def test_generate_api_writes_files_with_metadata(tmp_path):
     from clip_t2i.pipeline import generate
 
     clip = load_clip("vit-t32")
-    res = generate(["a red circle", "a blue square"], model=clip, seeds="0-1", steps=2, preset="fast", out=tmp_path,
-                   gif=True, guidance={"global_views": 2, "patch_views": 2})
+    res = generate(
+        ["a red circle", "a blue square"],
+        model=clip,
+        seeds="0-1",
+        steps=2,
+        preset="fast",
+        out=tmp_path,
+        gif=True,
+        guidance={"global_views": 2, "patch_views": 2},
+    )
     assert res.images.shape == (4, 3, 32, 32)
     pngs = sorted(tmp_path.glob("*.png"))
     assert len(pngs) == 4 and len(list(tmp_path.glob("*.gif"))) == 4 and len(list(tmp_path.glob("*.json"))) == 4
@@ -174,16 +194,19 @@ def _cli(monkeypatch, capsys, *args):
     return e.value.code, capsys.readouterr().err
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["", "--model", "vit-t32"], "empty prompt"),
-    (["a red circle:x", "--model", "vit-t32"], "malformed weight"),
-    (["a red circle:-1", "--model", "vit-t32"], "positive weight"),
-    (["a red circle", "--model", "vit-t32", "--steps", "0"], "--steps"),
-    (["a red circle", "--model", "vit-t32", "--seeds", "3-1"], "backwards"),
-    (["a red circle", "--model", "vit-t32", "--init-image", "NOTANIMAGE"], "init image"),
-    (["a red circle", "--model", "vit-t32", "--preset", "nope"], "unknown preset"),
-    (["a red circle", "--model", "no-such-model-xyz"], "unknown model"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["", "--model", "vit-t32"], "empty prompt"),
+        (["a red circle:x", "--model", "vit-t32"], "malformed weight"),
+        (["a red circle:-1", "--model", "vit-t32"], "positive weight"),
+        (["a red circle", "--model", "vit-t32", "--steps", "0"], "--steps"),
+        (["a red circle", "--model", "vit-t32", "--seeds", "3-1"], "backwards"),
+        (["a red circle", "--model", "vit-t32", "--init-image", "NOTANIMAGE"], "init image"),
+        (["a red circle", "--model", "vit-t32", "--preset", "nope"], "unknown preset"),
+        (["a red circle", "--model", "no-such-model-xyz"], "unknown model"),
+    ],
+)
 def test_cli_bad_input_one_line_exit_2_no_files(monkeypatch, capsys, tmp_path, args, needle):
     out = tmp_path / "out"
     bad = tmp_path / "bad.png"
@@ -225,8 +248,14 @@ def test_demo_grid(tmp_path):
     from clip_t2i.backbones import load_clip
     from clip_t2i.pipeline import demo_grid
 
-    path = demo_grid(load_clip("vit-t32"), out=tmp_path, prompts=["a red circle", "a blue square"], progress=False,
-                     steps=2, renderer_options={"init": "grey"})
+    path = demo_grid(
+        load_clip("vit-t32"),
+        out=tmp_path,
+        prompts=["a red circle", "a blue square"],
+        progress=False,
+        steps=2,
+        renderer_options={"init": "grey"},
+    )
     assert path.name == "grid.png" and len(list(tmp_path.glob("*.png"))) == 3
     rec, _ = read_image_record(path)
     assert rec["kind"] == "grid" and rec["model"] == "vit-t32"

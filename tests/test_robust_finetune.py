@@ -38,8 +38,17 @@ def start_model(tmp_path_factory) -> Path:
 
 def _cfg(out: Path, model: Path, **kw) -> RobustTrainConfig:
     base = dict(
-        data="shapes", model=str(model), out=str(out), steps=4, batch_size=8, warmup_steps=1, ckpt_every=2,
-        progress=False, log_every=1, lr=1e-3, eps=3.0,
+        data="shapes",
+        model=str(model),
+        out=str(out),
+        steps=4,
+        batch_size=8,
+        warmup_steps=1,
+        ckpt_every=2,
+        progress=False,
+        log_every=1,
+        lr=1e-3,
+        eps=3.0,
     )
     base.update(kw)
     return RobustTrainConfig(**base)
@@ -146,10 +155,17 @@ def test_robustify_writes_clipag_export(tmp_path, start_model):
 
 @pytest.mark.parametrize(
     ("kw", "msg"),
-    [({"eps": 0.0}, "eps"), ({"eps": -1.0}, "eps"), ({"attack_steps": 0}, "attack-steps"),
-     ({"objective": "trades"}, "unknown objective"), ({"norm": "l1"}, "unknown norm"),
-     ({"attack": "cw"}, "unknown attack"), ({"free_replays": 0}, "free-replays"),
-     ({"objective": "tecoa", "data": "/nonexistent"}, "class prompts"), ({"steps": 0}, "steps")],
+    [
+        ({"eps": 0.0}, "eps"),
+        ({"eps": -1.0}, "eps"),
+        ({"attack_steps": 0}, "attack-steps"),
+        ({"objective": "trades"}, "unknown objective"),
+        ({"norm": "l1"}, "unknown norm"),
+        ({"attack": "cw"}, "unknown attack"),
+        ({"free_replays": 0}, "free-replays"),
+        ({"objective": "tecoa", "data": "/nonexistent"}, "class prompts"),
+        ({"steps": 0}, "steps"),
+    ],
 )
 def test_bad_input(tmp_path, start_model, kw, msg):
     with pytest.raises(UserError, match=msg):
@@ -169,7 +185,10 @@ def test_text_tower_sharing_weights_cannot_be_frozen(start_model):
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "clip_t2i.cli", *args], capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "clip_t2i.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={"OMP_NUM_THREADS": "1", **__import__("os").environ},
     )
 

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from clip_t2i.errors import UserError
+from clip_t2i.training.config import ClipTrainConfig as _CLIP
 
 app = typer.Typer(
     add_completion=False,
@@ -42,38 +43,65 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON 
 
 @app.command("train-clip")
 def train_clip_cmd(
-    data: Annotated[str, typer.Option(help="shapes | shapes2 | digits | image-text folder | shard pattern")] = "shapes",
-    model: Annotated[str, typer.Option(help="Architecture config, zoo name or .safetensors to start from")] = "vit-t64",
-    out: Annotated[Path, typer.Option(help="Run folder")] = Path("runs/clip"),
-    steps: Annotated[int, typer.Option(help="Optimizer steps")] = 800,
-    batch_size: Annotated[int, typer.Option(help="Batch per process and micro-batch")] = 256,
-    grad_accum: Annotated[int, typer.Option(help="Micro-batches per step")] = 1,
-    lr: Annotated[float, typer.Option(help="Peak learning rate")] = 2e-3,
-    weight_decay: Annotated[float, typer.Option()] = 0.1,
-    warmup_steps: Annotated[int, typer.Option()] = 80,
-    mixed_precision: Annotated[str, typer.Option(help="no | bf16 | fp16")] = "no",
-    positives: Annotated[str, typer.Option(help="label | caption: what makes two items a positive pair")] = "label",
-    seed: Annotated[int, typer.Option()] = 0,
-    num_workers: Annotated[int, typer.Option()] = 0,
-    ckpt_every: Annotated[int, typer.Option()] = 500,
-    eval_every: Annotated[int, typer.Option()] = 0,
+    data: Annotated[
+        str, typer.Option(help="shapes | shapes2 | digits | image-text folder | shard pattern")
+    ] = _CLIP.data,
+    model: Annotated[
+        str, typer.Option(help="Architecture config, zoo name or .safetensors to start from")
+    ] = _CLIP.model,
+    out: Annotated[Path, typer.Option(help="Run folder")] = Path(_CLIP.out),
+    steps: Annotated[int, typer.Option(help="Optimizer steps")] = _CLIP.steps,
+    batch_size: Annotated[int, typer.Option(help="Batch per process and micro-batch")] = _CLIP.batch_size,
+    grad_accum: Annotated[int, typer.Option(help="Micro-batches per step")] = _CLIP.grad_accum,
+    lr: Annotated[float, typer.Option(help="Peak learning rate")] = _CLIP.lr,
+    weight_decay: Annotated[float, typer.Option()] = _CLIP.weight_decay,
+    warmup_steps: Annotated[int, typer.Option()] = _CLIP.warmup_steps,
+    mixed_precision: Annotated[str, typer.Option(help="no | bf16 | fp16")] = _CLIP.mixed_precision,
+    positives: Annotated[
+        str, typer.Option(help="label | caption: what makes two items a positive pair")
+    ] = _CLIP.positives,
+    seed: Annotated[int, typer.Option()] = _CLIP.seed,
+    num_workers: Annotated[int, typer.Option()] = _CLIP.num_workers,
+    ckpt_every: Annotated[int, typer.Option()] = _CLIP.ckpt_every,
+    eval_every: Annotated[int, typer.Option()] = _CLIP.eval_every,
     max_minutes: Annotated[float | None, typer.Option(help="Wall-clock budget")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue from the run's latest checkpoint")] = False,
-    record_samples: Annotated[bool, typer.Option(hidden=True)] = False,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
-    threads: Annotated[int, typer.Option(help="CPU threads (0: auto, 1 when the machine is busy)")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue from the run's latest checkpoint")] = _CLIP.resume,
+    record_samples: Annotated[bool, typer.Option(hidden=True)] = _CLIP.record_samples,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar")] = _CLIP.progress,
+    threads: Annotated[int, typer.Option(help="CPU threads (0: auto, 1 when the machine is busy)")] = _CLIP.threads,
+    max_nonfinite_steps: Annotated[
+        int, typer.Option(help="Stop after this many consecutive non-finite steps (0: never)")
+    ] = _CLIP.max_nonfinite_steps,
     dry_run: Annotated[bool, typer.Option(help="Print the resolved config and exit")] = False,
 ) -> None:
     """Train a CLIP contrastively (use ``accelerate launch`` for several processes)."""
     from dataclasses import asdict
 
-    from clip_t2i.training.clip_train import ClipTrainConfig, train_clip, validate
+    from clip_t2i.training.clip_train import train_clip
+    from clip_t2i.training.config import ClipTrainConfig, validate
 
     cfg = ClipTrainConfig(
-        data=data, model=model, out=str(out), steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
-        weight_decay=weight_decay, warmup_steps=warmup_steps, mixed_precision=mixed_precision, positives=positives,
-        seed=seed, num_workers=num_workers, ckpt_every=ckpt_every, eval_every=eval_every, max_minutes=max_minutes,
-        resume=resume, record_samples=record_samples, progress=progress, threads=threads,
+        data=data,
+        model=model,
+        out=str(out),
+        steps=steps,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        lr=lr,
+        weight_decay=weight_decay,
+        warmup_steps=warmup_steps,
+        mixed_precision=mixed_precision,
+        positives=positives,
+        seed=seed,
+        num_workers=num_workers,
+        ckpt_every=ckpt_every,
+        eval_every=eval_every,
+        max_minutes=max_minutes,
+        resume=resume,
+        record_samples=record_samples,
+        progress=progress,
+        threads=threads,
+        max_nonfinite_steps=max_nonfinite_steps,
     )
     validate(cfg)
     if dry_run:
@@ -133,9 +161,9 @@ def demo(
     out: Annotated[Path, typer.Option(help="Output folder")] = Path("outputs/demo"),
     model: Annotated[str, typer.Option(help="CLIP that guides the drawing (zoo name or file)")] = "shapes-clipag",
     threads: Annotated[int, typer.Option(help="torch threads (0 = default)")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace the demo's own files if --out already holds them")] = False,
 ) -> None:
     """Draw a grid of shapes prompts with the bundled robust CLIP (no generator network) and say where it is."""
-    import shutil
     import time
 
     import torch
@@ -144,19 +172,19 @@ def demo(
 
     if threads > 0:
         torch.set_num_threads(threads)
-    if out.exists():
-        if not out.is_dir():
-            raise UserError(f"--out {out} exists and is not a folder")
-        shutil.rmtree(out)
     t0 = time.time()
-    grid = demo_grid(model, out=out, progress=True)
+    grid = demo_grid(model, out=out, progress=True, overwrite=overwrite)
     typer.echo(f"{len(DEMO_PROMPTS)} prompts drawn with {model} in {time.time() - t0:.0f} s")
     typer.echo(f"grid: {grid}\nimages (prompt, seed, settings in PNG text chunks + JSON sidecars): {out}/")
 
 
 # Commands of other packages live beside their code; each module exposes ``register(app)``.
-_COMMAND_MODULES = ("clip_t2i.robust.commands", "clip_t2i.renderers.commands", "clip_t2i.gan.commands",
-                    "clip_t2i.metrics.commands")
+_COMMAND_MODULES = (
+    "clip_t2i.robust.commands",
+    "clip_t2i.renderers.commands",
+    "clip_t2i.gan.commands",
+    "clip_t2i.metrics.commands",
+)
 
 
 def _register_command_modules() -> None:
@@ -171,16 +199,59 @@ def _register_command_modules() -> None:
 _register_command_modules()
 
 
-def main() -> None:
-    """Entry point: run the app; a ``UserError`` becomes one line on stderr and exit code 2."""
+def _usage_line(err) -> str:
+    """A click usage error as one line: the message plus where to look for help."""
+    from clip_t2i.errors import one_line
+
+    ctx = getattr(err, "ctx", None)
+    where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+    return one_line(err.format_message()) + where
+
+
+def _one_line_warnings() -> None:
+    """Show every Python warning as ``warning: message`` on one line (no file name or source line)."""
+    import warnings
+
+    from clip_t2i.errors import one_line
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001 - warnings API
+        (file or sys.stderr).write(f"warning: {one_line(str(message))}\n")
+
+    warnings.showwarning = show
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point. Every bad input ends as one line on stderr and exit code 2; Ctrl-C exits 130.
+
+    Click runs with ``standalone_mode=False`` so that its usage errors come back here and are printed as one
+    line instead of typer's boxed panel.
+    """
+    import typer.exceptions
+    from typer import _click as click  # typer vendors its own click: its exceptions are these
+
+    from clip_t2i.errors import one_line
+
+    _one_line_warnings()
     try:
-        app()
+        rv = app(args=argv, prog_name="clip-t2i", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as e:
+        sys.stdout.write(e.ctx.get_help() + "\n")
+        raise SystemExit(0) from None
+    except click.exceptions.UsageError as e:
+        sys.stderr.write(f"error: {_usage_line(e)}\n")
+        raise SystemExit(2) from None
     except UserError as e:
-        sys.stderr.write(f"error: {e}\n")
+        sys.stderr.write(f"error: {one_line(str(e))}\n")
         raise SystemExit(e.exit_code) from None
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.exceptions.Abort):
         sys.stderr.write("interrupted\n")
         raise SystemExit(130) from None
+    except typer.exceptions.Exit as e:
+        raise SystemExit(getattr(e, "exit_code", 0)) from None
+    except click.exceptions.ClickException as e:  # e.g. FileError from click's own parameter types
+        sys.stderr.write(f"error: {one_line(e.format_message())}\n")
+        raise SystemExit(e.exit_code) from None
+    raise SystemExit(rv if isinstance(rv, int) else 0)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,6 @@ write PNGs with metadata (+ JSON sidecars, GIF / MP4 animations).
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -62,15 +60,16 @@ def parse_seeds(spec: str | int | Sequence[int]) -> list[int]:
                 raise UserError(f"malformed seeds {spec!r}: use e.g. 0-7 or 1,5,9")
             lo, sep, hi = part.partition("-")
             try:
-                if sep:
-                    a, b = int(lo), int(hi)
-                    if b < a:
-                        raise UserError(f"seed range {part!r} runs backwards")
-                    seeds.extend(range(a, b + 1))
-                else:
-                    seeds.append(int(part))
+                ends = [int(lo), int(hi)] if sep else [int(part)]
             except ValueError:
                 raise UserError(f"malformed seeds {spec!r}: use e.g. 0-7 or 1,5,9") from None
+            if sep and ends[1] < ends[0]:
+                raise UserError(f"seed range {part!r} runs backwards")
+            if sep:
+                from clip_t2i.utils.checks import check_cap
+
+                check_cap(ends[1] - ends[0] + 1, "seeds", f"--seeds {part}:")
+            seeds.extend(range(ends[0], ends[1] + 1) if sep else ends)
     else:
         seeds = [int(s) for s in spec]
     if not seeds:
@@ -81,23 +80,19 @@ def parse_seeds(spec: str | int | Sequence[int]) -> list[int]:
 
 
 def _check_writable_dir(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} exists and is not a directory")
-    probe = out
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f"--out {out} is not writable")
-    try:  # permissions alone do not tell (root, read-only mounts, /proc): try a temporary file
-        fd, tmp = tempfile.mkstemp(prefix=".clip-t2i-probe-", dir=probe)
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as e:
-        raise UserError(f"--out {out} is not writable ({e.strerror})") from None
+    from clip_t2i.utils.paths import check_writable_dir
+
+    check_writable_dir(out)
 
 
-def check_inputs(prompts: Sequence[str], seeds: Sequence[int], steps: int | None, out: str | Path | None,
-                 mp4: bool, init_image: str | None) -> list[str]:
+def check_inputs(
+    prompts: Sequence[str],
+    seeds: Sequence[int],
+    steps: int | None,
+    out: str | Path | None,
+    mp4: bool,
+    init_image: str | None,
+) -> list[str]:
     """Validate user input before any compute; returns the prompt list."""
     from clip_t2i.guidance.prompts import parse_prompt
 
@@ -108,10 +103,13 @@ def check_inputs(prompts: Sequence[str], seeds: Sequence[int], steps: int | None
         raise UserError("empty prompt: give at least one prompt")
     for p in prompts:
         parse_prompt(p)
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-        raise UserError(f"--steps must be a positive integer, got {steps}")
+    from clip_t2i.utils.checks import check_cap, check_int
+
+    if steps is not None:
+        check_int(steps, "--steps", cap="steps")
     if not seeds:
         raise UserError("no seeds given")
+    check_cap(len(prompts) * len(seeds), "seeds", "prompts x seeds =")
     if out is not None:
         _check_writable_dir(Path(out))
     if mp4:
@@ -157,6 +155,8 @@ def generate(
     progress: bool | Callable[[int, int, float], None] = False,
     batch_size: int | None = None,
     device: str | torch.device = "cpu",
+    overwrite: bool = False,
+    strict: bool = False,
 ) -> GenerationResult:
     """Generate one image per (prompt, seed) with CLIP guidance.
 
@@ -175,6 +175,9 @@ def generate(
         gif, mp4: also write the optimisation as an animation per image (mp4 needs ffmpeg).
         progress: show a progress bar (True) or call ``progress(step, total, similarity)``.
         batch_size: images optimised together (default: as many as keep one forward <= 2048 views).
+        strict: refuse prompts with words the model never saw in training (default: warn and go on).
+        overwrite: replace files of the same names in ``out``; without it an existing file is an error (raised
+            before any compute), files with other names are left alone.
 
     Returns:
         :class:`GenerationResult`.
@@ -190,8 +193,9 @@ def generate(
 
     t0 = time.perf_counter()
     seed_list = parse_seeds(seeds)
-    prompt_list = check_inputs(prompts if not isinstance(prompts, str) else [prompts], seed_list, steps, out, mp4,
-                               init_image)
+    prompt_list = check_inputs(
+        prompts if not isinstance(prompts, str) else [prompts], seed_list, steps, out, mp4, init_image
+    )
     g_over = dict(guidance or {})
     if steps is not None:
         g_over["steps"] = steps
@@ -204,11 +208,27 @@ def generate(
     if (gif or mp4) and cfg.guidance.snapshot_every == 0:
         import dataclasses
 
-        cfg = dataclasses.replace(cfg, guidance=dataclasses.replace(
-            cfg.guidance, snapshot_every=max(1, cfg.guidance.steps // 30)))
+        cfg = dataclasses.replace(
+            cfg, guidance=dataclasses.replace(cfg.guidance, snapshot_every=max(1, cfg.guidance.steps // 30))
+        )
+    if out is not None:
+        from clip_t2i.utils.paths import refuse_existing
+
+        refuse_existing(Path(out), output_names(prompt_list, seed_list, gif=gif, mp4=mp4), overwrite)
+    if batch_size is not None:
+        from clip_t2i.utils.checks import check_int
+
+        check_int(batch_size, "--batch-size", cap="batch")
     clip = load_guide(model, device) if isinstance(model, str) else model
     model_name = model if isinstance(model, str) else getattr(model, "name", "clip")
+    from clip_t2i.backbones.vocabulary import check_prompts
+
+    check_prompts(clip, prompt_list, str(model_name), strict=strict)
     side = int(size or clip.image_size)
+    if size is not None:
+        from clip_t2i.utils.checks import check_cap
+
+        check_cap(side, "image_size", "--size")
     rend = build_renderer(cfg.renderer, side, cfg.renderer_options)
     encoder = TextEmbeddingCache(clip)
     pairs = [(p, s) for p in prompt_list for s in seed_list]
@@ -220,7 +240,7 @@ def generate(
     images, snaps, records = [], [], []
     try:
         for start in range(0, len(pairs), chunk):
-            part = pairs[start: start + chunk]
+            part = pairs[start : start + chunk]
             targets = build_targets([p for p, _ in part], encoder)
             gens = [torch.Generator().manual_seed(s) for _, s in part]
             params = rend.init(len(part), gens, InitContext(clip=clip, targets=targets))
@@ -238,13 +258,21 @@ def generate(
             images.append(res.images.detach().cpu())
             for i, (p, s) in enumerate(part):
                 snaps.append([(st, im[i]) for st, im in res.snapshots])
-                records.append({
-                    "prompt": p, "seed": s, "model": str(model_name), "renderer": cfg.renderer, "preset": cfg.name,
-                    "steps": cfg.guidance.steps, "size": side,
-                    "similarity": round(float(res.best_similarity[i]), 5),
-                    "best_step": int(res.best_step[i]), "global_loss": round(float(res.best_loss[i]), 5),
-                    "settings": {"renderer_options": cfg.renderer_options, "guidance": cfg.to_dict()["guidance"]},
-                })
+                records.append(
+                    {
+                        "prompt": p,
+                        "seed": s,
+                        "model": str(model_name),
+                        "renderer": cfg.renderer,
+                        "preset": cfg.name,
+                        "steps": cfg.guidance.steps,
+                        "size": side,
+                        "similarity": round(float(res.best_similarity[i]), 5),
+                        "best_step": int(res.best_step[i]),
+                        "global_loss": round(float(res.best_loss[i]), 5),
+                        "settings": {"renderer_options": cfg.renderer_options, "guidance": cfg.to_dict()["guidance"]},
+                    }
+                )
     finally:
         if bar is not None:
             bar.close()
@@ -258,24 +286,32 @@ def generate(
     return result
 
 
+def output_names(prompts: Sequence[str], seeds: Sequence[int], gif: bool = False, mp4: bool = False) -> list[str]:
+    """Every file name :func:`write_outputs` will write for these prompts and seeds."""
+    from clip_t2i.renderers.outputs import image_file_names
+
+    return image_file_names(prompts, seeds, [".png", ".json"] + [".gif"] * gif + [".mp4"] * mp4)
+
+
 def _progress_bar(progress: Any, total: int, n_images: int):
     if progress is not True:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=f"generating {n_images} image{'s' * (n_images != 1)}", unit="step",
-                dynamic_ncols=True)
+    return tqdm(
+        total=total, desc=f"generating {n_images} image{'s' * (n_images != 1)}", unit="step", dynamic_ncols=True
+    )
 
 
 def write_outputs(result: GenerationResult, out: Path, gif: bool = False, mp4: bool = False) -> None:
     """PNG (+ text chunks) and JSON sidecar per image, optional GIF / MP4; file names recorded in the records."""
-    from clip_t2i.renderers.outputs import save_gif, save_mp4, save_png, slugify
+    from clip_t2i.renderers.outputs import image_stem, save_gif, save_mp4, save_png
 
     out.mkdir(parents=True, exist_ok=True)
     prompt_index: dict[str, int] = {}
     for i, rec in enumerate(result.records):
         pi = prompt_index.setdefault(rec["prompt"], len(prompt_index))
-        stem = f"{pi:03d}-{slugify(rec['prompt'])}-seed{rec['seed']}"
+        stem = image_stem(pi, rec["prompt"], rec["seed"])
         rec["file"] = f"{stem}.png"
         if gif:
             rec["gif"] = f"{stem}.gif"
@@ -289,19 +325,46 @@ def write_outputs(result: GenerationResult, out: Path, gif: bool = False, mp4: b
             save_mp4(out / rec["mp4"], frames)
 
 
-def demo_grid(model: str | Any = DEFAULT_MODEL, out: str | Path = "outputs/demo", prompts: Sequence[str] = DEMO_PROMPTS,
-              preset: str = "fast", seed: int = 0, progress: bool = True, **generate_kwargs: Any) -> Path:
+def demo_grid(
+    model: str | Any = DEFAULT_MODEL,
+    out: str | Path = "outputs/demo",
+    prompts: Sequence[str] = DEMO_PROMPTS,
+    preset: str = "fast",
+    seed: int = 0,
+    progress: bool = True,
+    overwrite: bool = False,
+    **generate_kwargs: Any,
+) -> Path:
     """Generate a grid of a handful of shapes prompts (one seed each) with the fast preset; returns the grid path.
 
     The individual PNGs (with metadata) go to ``out`` as well; the grid is ``out/grid.png``. Extra keyword
-    arguments go to :func:`generate`.
+    arguments go to :func:`generate`. Files already in ``out`` are left alone; one this call would write is an
+    error before any work, unless ``overwrite``.
     """
     from clip_t2i.renderers.outputs import make_grid, save_png
+    from clip_t2i.utils.paths import check_writable_dir, refuse_existing
 
-    result = generate(list(prompts), model=model, seeds=[seed], preset=preset, out=out, progress=progress,
-                      **generate_kwargs)
+    check_writable_dir(Path(out))
+    refuse_existing(Path(out), ["grid.png", *output_names(list(prompts), [seed])], overwrite)
+    result = generate(
+        list(prompts),
+        model=model,
+        seeds=[seed],
+        preset=preset,
+        out=out,
+        progress=progress,
+        overwrite=overwrite,
+        **generate_kwargs,
+    )
     grid = make_grid(result.images, ncol=min(len(prompts), 3))
     name = model if isinstance(model, str) else getattr(model, "name", "clip")
-    record = {"kind": "grid", "prompts": list(prompts), "model": name, "preset": preset, "seed": seed,
-              "seconds": round(result.seconds, 2), "files": [r["file"] for r in result.records]}
+    record = {
+        "kind": "grid",
+        "prompts": list(prompts),
+        "model": name,
+        "preset": preset,
+        "seed": seed,
+        "seconds": round(result.seconds, 2),
+        "files": [r["file"] for r in result.records],
+    }
     return save_png(Path(out) / "grid.png", grid, record, sidecar=False)

@@ -115,10 +115,13 @@ class ClipModel(nn.Module):
 
     # ------------------------------------------------------------------ saving
     def save(self, path: str | Path, half: bool = False, extra: dict[str, str] | None = None) -> Path:
-        """Write weights + config as one self-describing safetensors file (atomically)."""
+        """Write weights + config as one self-describing safetensors file (atomically); NaN/inf weights are refused."""
         from safetensors.torch import save_file
 
+        from clip_t2i.utils.io import require_finite
+
         sd = {k: v.detach().to("cpu").contiguous() for k, v in self.model.state_dict().items()}
+        require_finite(sd, f"the CLIP weights to {path}")
         if half:
             sd = {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
         meta = {METADATA_KEY: json.dumps(self.config), **(extra or {})}

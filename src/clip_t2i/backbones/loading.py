@@ -108,7 +108,7 @@ def unwrap_state_dict(obj: dict[str, Any]) -> tuple[dict[str, torch.Tensor], str
             continue
         for prefix in ("module.", "_orig_mod."):
             if k.startswith(prefix):
-                k = k[len(prefix):]
+                k = k[len(prefix) :]
         sd[k] = v
     if not sd:
         raise UserError("checkpoint holds no tensors (expected a CLIP state dict)")
@@ -117,7 +117,7 @@ def unwrap_state_dict(obj: dict[str, Any]) -> tuple[dict[str, torch.Tensor], str
         if has_text:
             kind = "full"
         elif all(k.startswith("visual.") for k in sd):
-            sd, kind = {k[len("visual."):]: v for k, v in sd.items()}, "vision"
+            sd, kind = {k[len("visual.") :]: v for k, v in sd.items()}, "vision"
         elif any(k in sd for k in _VISION_ONLY_MARKERS):
             kind = "vision"  # FARE / RobustVLM: model.visual.state_dict()
         else:
@@ -220,8 +220,11 @@ def _hub_source(name: str, tag: str) -> tuple[str, list[str], str]:
 
     cfg = get_pretrained_cfg(name, tag)
     if cfg.get("hf_hub"):
-        repo, filename = cfg["hf_hub"].rstrip("/").rsplit("/", 1) if not cfg["hf_hub"].endswith("/") else (
-            cfg["hf_hub"].rstrip("/"), "")
+        repo, filename = (
+            cfg["hf_hub"].rstrip("/").rsplit("/", 1)
+            if not cfg["hf_hub"].endswith("/")
+            else (cfg["hf_hub"].rstrip("/"), "")
+        )
         files = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
         return "hf", [f"{repo}/{f}" for f in files], f"hf-hub:{repo}"
     if cfg.get("url"):
@@ -337,6 +340,12 @@ def load_clip(
     name = str(name_or_path)
     path = Path(name)
     clip: ClipModel
+    if path.is_dir() and not name.startswith("local-dir:") and not (path / "open_clip_config.json").is_file():
+        hint = next((f for f in ("final.safetensors", "model.safetensors") if (path / f).is_file()), None)
+        raise UserError(
+            f"{path} is a folder, not a CLIP checkpoint; "
+            + (f"pass {path / hint}" if hint else "pass a .safetensors file, a zoo name or local-dir:PATH")
+        )
     if name in zoo.list_zoo():
         if pretrained is not None:
             raise UserError(f"zoo model {name} already has weights; drop pretrained=")

@@ -16,30 +16,63 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from clip_t2i.errors import UserError
+from clip_t2i.utils.config import dataclass_from_dict
 
 _CONFIGS: dict[str, dict[str, Any]] = {}
 _EXTRA_PATHS: list[Path] = []
-REQUIRED_KEYS = ("model_cfg", "preprocess_cfg", "tokenizer")
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """``preprocess_cfg``: the input transform that travels with the weights."""
+
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bilinear"
+    resize_mode: str = "shortest"
+    fill_color: int = 0
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """``tokenizer``: the built-in word tokenizer (``words``) or open_clip's (``open_clip``)."""
+
+    type: str
+    vocab: str | None = None
+    name: str | None = None
+    context_length: int | None = None
+
+
+@dataclass(frozen=True)
+class ProjectModelConfig:
+    """One project config file; ``model_cfg`` goes unchanged to ``open_clip.CLIP`` (checked for its three keys)."""
+
+    model_cfg: dict
+    preprocess_cfg: PreprocessConfig
+    tokenizer: TokenizerConfig
+    description: str = ""
+    name: str = ""
+    train_data: str | None = None  # checkpoints: the world the weights were trained on (shapes, digits, custom)
+    robust: dict | None = None  # checkpoints of robust fine-tunes: objective, attack, eps, ...
 
 
 def validate_config(cfg: dict[str, Any], where: str) -> dict[str, Any]:
-    """Check a project config has what loading needs; raise naming the missing key."""
-    for key in REQUIRED_KEYS:
-        if key not in cfg:
-            raise UserError(f"model config {where} lacks the key {key!r} (needs {', '.join(REQUIRED_KEYS)})")
+    """Check a project config with the project's one typed parser; raise naming the missing or bad key."""
+    parsed = dataclass_from_dict(ProjectModelConfig, cfg, f"model config {where}")
     for key in ("embed_dim", "vision_cfg", "text_cfg"):
-        if key not in cfg["model_cfg"]:
+        if key not in parsed.model_cfg:
             raise UserError(f"model config {where}: model_cfg lacks {key!r}")
-    for key in ("size", "mean", "std"):
-        if key not in cfg["preprocess_cfg"]:
-            raise UserError(f"model config {where}: preprocess_cfg lacks {key!r}")
-    if cfg["tokenizer"].get("type") not in ("words", "open_clip"):
+    if parsed.tokenizer.type not in ("words", "open_clip"):
         raise UserError(f"model config {where}: tokenizer.type must be 'words' or 'open_clip'")
+    if parsed.preprocess_cfg.size < 1:
+        raise UserError(f"model config {where}: preprocess_cfg.size must be >= 1")
     return cfg
 
 

@@ -64,9 +64,7 @@ class WordTokenizer:
         for row, text in enumerate(texts):
             ids = [SOT_ID, *self.encode(text), self.eot_id]
             if len(ids) > ctx:
-                warnings.warn(
-                    f"prompt longer than the context of {ctx} tokens, truncated: {text[:60]!r}", stacklevel=2
-                )
+                warnings.warn(f"prompt longer than the context of {ctx} tokens, truncated: {text[:60]!r}", stacklevel=2)
                 ids = ids[: ctx - 1] + [self.eot_id]
             out[row, : len(ids)] = torch.tensor(ids)
         return out

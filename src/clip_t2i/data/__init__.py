@@ -93,9 +93,7 @@ def make_stream(name: str, **kwargs: Any) -> Any:
             if len(missing) == len(urls):
                 raise UserError(f"no shard files found for {name!r} (e.g. {missing[0]!r} does not exist)")
             if missing:
-                raise UserError(
-                    f"{len(missing)} of {len(urls)} shards of {name!r} are missing, e.g. {missing[0]!r}"
-                )
+                raise UserError(f"{len(missing)} of {len(urls)} shards of {name!r} are missing, e.g. {missing[0]!r}")
         return _build(WdsStream, name, kwargs, urls=name)
     path = Path(name).expanduser()
     if path.is_dir():

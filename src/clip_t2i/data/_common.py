@@ -145,11 +145,7 @@ class BufferPool:
     def get(self, shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """A contiguous tensor of ``shape`` (contents undefined)."""
         for i in range(len(self._bufs)):
-            if (
-                tuple(self._bufs[i].shape) == tuple(shape)
-                and self._bufs[i].dtype == dtype
-                and self._is_free(i)
-            ):
+            if tuple(self._bufs[i].shape) == tuple(shape) and self._bufs[i].dtype == dtype and self._is_free(i):
                 self.reused += 1
                 return self._bufs[i]
         self.allocated += 1

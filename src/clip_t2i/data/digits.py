@@ -47,6 +47,14 @@ _TEMPLATES = (
 )
 
 
+def caption_vocabulary() -> dict[str, frozenset[str]]:
+    """The words training captions use, by role: ``digit`` (the content words) and ``other``."""
+    import re
+
+    words = {w for t in _TEMPLATES for w in re.findall(r"[a-z]+", t.replace("{w}", "").replace("{n}", ""))}
+    return {"digit": frozenset(DIGIT_WORDS) | frozenset("0123456789"), "other": frozenset(words)}
+
+
 def canonical_caption(label: int) -> str:
     """The canonical caption of a digit class: ``"a handwritten digit {word}"``."""
     if not 0 <= int(label) <= 9:
@@ -79,9 +87,7 @@ def _load(split: str, size: int) -> tuple[Tensor, Tensor]:
     images = torch.as_tensor(data.images[chosen], dtype=torch.float32).unsqueeze(1) / 16.0
     labels = torch.as_tensor(data.target[chosen], dtype=torch.long)
     if size != 8:
-        images = F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False).clamp_(
-            0.0, 1.0
-        )
+        images = F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False).clamp_(0.0, 1.0)
     return images.contiguous(), labels
 
 
@@ -134,9 +140,7 @@ def _augment(images: Tensor, g: torch.Generator, max_shift: float = 0.08, max_sc
     theta[:, 1, 1] = 1 / zoom
     theta[:, :, 2] = u[:, 1:] * (2 * max_shift)  # normalised coords span 2 per side
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False).clamp_(
-        0.0, 1.0
-    )
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False).clamp_(0.0, 1.0)
 
 
 class DigitsStream(torch.utils.data.IterableDataset):

@@ -63,9 +63,7 @@ def _table_rows(path: Path) -> Iterator[dict[str, Any]]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exn:
-                raise UserError(
-                    f"{path}:{lineno}: not valid JSON ({exn.msg}); expected one object per line"
-                ) from None
+                raise UserError(f"{path}:{lineno}: not valid JSON ({exn.msg}); expected one object per line") from None
             if isinstance(obj, dict):
                 yield obj
 
@@ -100,9 +98,7 @@ def scan_folder(root: str | Path) -> tuple[list[tuple[Path, str]], dict[str, int
         else:
             counts["uncaptioned"] += 1
     if counts["missing"]:
-        warnings.warn(
-            f"{counts['missing']} caption row(s) in {root} name images that do not exist", stacklevel=2
-        )
+        warnings.warn(f"{counts['missing']} caption row(s) in {root} name images that do not exist", stacklevel=2)
     if not samples:
         found = f"found {len(images)} image(s) but no captions" if images else "found no images"
         raise UserError(f"no captioned images in {str(root)!r} ({found}); {_EXPECTED}")

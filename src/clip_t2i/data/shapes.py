@@ -141,9 +141,7 @@ class Scenes:
                 raise UserError("Scenes.relation indices must lie in 0..3")
             expected = torch.tensor(_RELATION_POSITIONS, device=self.position.device)[self.relation]
             if not torch.equal(expected, self.position):
-                raise UserError(
-                    "two-object Scenes: position disagrees with relation; change them via Scenes.replace"
-                )
+                raise UserError("two-object Scenes: position disagrees with relation; change them via Scenes.replace")
 
     def __len__(self) -> int:
         return self.bg_level.shape[0]
@@ -163,8 +161,7 @@ class Scenes:
         unknown = set(fields) - {f.name for f in dataclasses.fields(self)}
         if unknown:
             raise UserError(
-                f"unknown Scenes field(s) {sorted(unknown)}; "
-                f"valid: {[f.name for f in dataclasses.fields(Scenes)]}"
+                f"unknown Scenes field(s) {sorted(unknown)}; valid: {[f.name for f in dataclasses.fields(Scenes)]}"
             )
         new: dict[str, Any] = {}
         for name, value in fields.items():
@@ -188,8 +185,7 @@ class Scenes:
                 match = (new["position"].unsqueeze(1) == rel_pos.unsqueeze(0)).all(-1)  # [n, 4]
                 if not bool(match.any(1).all()):
                     raise UserError(
-                        "two-object positions must be (left, right), (right, left), "
-                        "(top, bottom) or (bottom, top)"
+                        "two-object positions must be (left, right), (right, left), (top, bottom) or (bottom, top)"
                     )
                 new["relation"] = match.long().argmax(1)
         return dataclasses.replace(self, **new)
@@ -316,6 +312,32 @@ _TWO_LAYOUT_TEMPLATES = ("a {A} {PA} and a {B} {PB}", "a {A} {PA} with a {B} {PB
 _ARTICLE_RE = re.compile(r"\ba (?=[aeiou])")
 
 
+def caption_vocabulary(level: str = "one") -> dict[str, frozenset[str]]:
+    """The words training captions of this world use, by role: ``colour``, ``shape``, ``size``, ``position``
+    (the content words a prompt must contain at least one of), ``relation`` (level two) and ``other``."""
+    words = re.compile(r"[a-z]+")
+
+    def of(*texts: str) -> frozenset[str]:
+        return frozenset(w for t in texts for w in words.findall(t.lower()))
+
+    content = {
+        "colour": frozenset(COLOURS),
+        "shape": of(*(w for ws in _SHAPE_WORDS for w in ws)) - {"shape"},
+        "size": of(*(w for ws in _SIZE_WORDS for w in ws)),
+        "position": frozenset(POSITIONS) | {"centre", "middle", "upper", "lower"},
+    }
+    templates = _ONE_TEMPLATES + (_TWO_REL_TEMPLATES + _TWO_LAYOUT_TEMPLATES if level == "two" else ())
+    phrases = [p for ps in _POSITION_PHRASES for p in ps] + list(_PREFIXES) + list(_PLACED)
+    other = of(*(re.sub(r"\{[A-Z]+\}", " ", t) for t in templates), *phrases, "shape", "an") - frozenset().union(
+        *content.values()
+    )
+    out = dict(content)
+    if level == "two":
+        out["relation"] = of(*(r for rs in _REL_PHRASES for r in rs), "shapes", "two") - other
+    out["other"] = other
+    return out
+
+
 def _fix_articles(text: str) -> str:
     return _ARTICLE_RE.sub("an ", text)
 
@@ -324,9 +346,7 @@ def _fix_articles(text: str) -> str:
 class ShapesWorld:
     """Sample, render, caption and label scenes of the shapes world (see the module docstring)."""
 
-    def __init__(
-        self, size: int = 64, level: str = "one", split: str = "train", device: str | torch.device = "cpu"
-    ):
+    def __init__(self, size: int = 64, level: str = "one", split: str = "train", device: str | torch.device = "cpu"):
         if not isinstance(size, int) or size < 16:
             raise UserError(f"shapes image size must be an integer >= 16, got {size!r}")
         if level not in LEVELS:
@@ -344,9 +364,7 @@ class ShapesWorld:
         if self.level == "one":
             self._combos = [
                 {"colour": COLOURS[c], "shape": SHAPES[s], "size": SIZES[z], "position": POSITIONS[p]}
-                for c, s, z, p in itertools.product(
-                    *(range(len(v)) for v in (COLOURS, SHAPES, SIZES, POSITIONS))
-                )
+                for c, s, z, p in itertools.product(*(range(len(v)) for v in (COLOURS, SHAPES, SIZES, POSITIONS)))
             ]
             held = set(_HELDOUT_TRIPLES)
             self._heldout = frozenset(
@@ -448,9 +466,7 @@ class ShapesWorld:
 
     def _check_scenes(self, scenes: Scenes) -> None:
         if scenes.n_objects != self.n_objects:
-            raise UserError(
-                f"scenes have {scenes.n_objects} object(s) but this world's level is {self.level!r}"
-            )
+            raise UserError(f"scenes have {scenes.n_objects} object(s) but this world's level is {self.level!r}")
 
     # ---------------------------------------------------------------- sampling
     def sample_scenes(self, n: int, generator: torch.Generator, labels: Tensor | None = None) -> Scenes:
@@ -520,8 +536,7 @@ class ShapesWorld:
         # Window side (px) per (shape, size) so that any jittered/rotated object plus its AA rim fits.
         # A window of side w starting at floor(c - w/2 + 1/2) covers every pixel centre within w/2 - 1 of c.
         self._window = [
-            [min(S, math.ceil(2 * (ext * r * (1 + SCALE_JITTER) * S + 0.5) + 2)) for r in SIZE_RADII]
-            for ext in _EXTENT
+            [min(S, math.ceil(2 * (ext * r * (1 + SCALE_JITTER) * S + 0.5) + 2)) for r in SIZE_RADII] for ext in _EXTENT
         ]
 
     def render(
@@ -552,10 +567,7 @@ class ShapesWorld:
             # Objects blend background with an RGB in [0,1]: only out-of-range backgrounds need a clamp.
             spread = scenes.bg_gradient.abs().sum(1) * 0.5
             base = scenes.bg_level.unsqueeze(1) + scenes.bg_tint
-            if (
-                float((base - spread.unsqueeze(1)).min()) < 0.0
-                or float((base + spread.unsqueeze(1)).max()) > 1.0
-            ):
+            if float((base - spread.unsqueeze(1)).min()) < 0.0 or float((base + spread.unsqueeze(1)).max()) > 1.0:
                 out.clamp_(0.0, 1.0)
         return (out, alpha_out) if alpha_out is not None else out
 
@@ -585,15 +597,11 @@ class ShapesWorld:
                 cx, cy = centre[ii, 0], centre[ii, 1]
                 x0 = torch.floor(cx - (w / 2 - 0.5)).clamp_(0, S - w)
                 y0 = torch.floor(cy - (w / 2 - 0.5)).clamp_(0, S - w)
-                alpha = self._alpha_window(
-                    shape, w, x0 + 0.5 - cx, y0 + 0.5 - cy, radius[ii], sc.rotation[ii, j]
-                )
+                alpha = self._alpha_window(shape, w, x0 + 0.5 - cx, y0 + 0.5 - cy, radius[ii], sc.rotation[ii, j])
                 # Every [3, w, w] window starting at any flat offset, as one strided view: row
                 # image * 3*S*S + y0 * S + x0 is the object's window (one index -> fast gather/scatter).
                 origin = ii * (3 * S * S) + y0.long() * S + x0.long()
-                windows = out.as_strided(
-                    (out.numel() - 2 * S * S - (w - 1) * (S + 1), 3, w, w), (1, S * S, S, 1)
-                )
+                windows = out.as_strided((out.numel() - 2 * S * S - (w - 1) * (S + 1), 3, w, w), (1, S * S, S, 1))
                 if j == 0:  # nothing drawn yet: the window's background is analytic, no need to read it
                     ar = self._arange[:w]
                     xs = ((x0.unsqueeze(1) + ar) + 0.5) / S - 0.5
@@ -608,9 +616,7 @@ class ShapesWorld:
                     awin = alpha_out.as_strided((alpha_out.numel() - (w - 1) * (S + 1), w, w), (1, S, 1))
                     awin[ii * (k * S * S) + j * S * S + y0.long() * S + x0.long()] = alpha
 
-    def _alpha_window(
-        self, shape: int, w: int, ox: Tensor, oy: Tensor, radius: Tensor, rotation: Tensor
-    ) -> Tensor:
+    def _alpha_window(self, shape: int, w: int, ox: Tensor, oy: Tensor, radius: Tensor, rotation: Tensor) -> Tensor:
         """Anti-aliased coverage ``[m,w,w]`` of one shape; ``ox, oy``: first pixel centre - object centre."""
         m = ox.shape[0]
         ar = self._arange[:w]
@@ -631,9 +637,7 @@ class ShapesWorld:
             else:  # cross: inside iff max(|u|,|v|) <= arm and min(|u|,|v|) <= half width
                 au, av = u.abs_(), v.abs_()
                 hi, lo = torch.maximum(au, av), torch.minimum(au, av)
-                alpha = torch.minimum(
-                    hi.neg_().add_(r * _CROSS_ARM + 0.5), lo.neg_().add_(r * _CROSS_HALF_WIDTH + 0.5)
-                )
+                alpha = torch.minimum(hi.neg_().add_(r * _CROSS_ARM + 0.5), lo.neg_().add_(r * _CROSS_HALF_WIDTH + 0.5))
         return alpha.clamp_(0.0, 1.0)
 
     # ---------------------------------------------------------------- captions
@@ -642,9 +646,7 @@ class ShapesWorld:
         self._check_scenes(scenes)
         n = len(scenes)
         rnd = torch.randint(0, 1 << 30, (n, 10), generator=generator, device=generator.device).tolist()
-        cols, shps, sizes, poss = (
-            getattr(scenes, f).tolist() for f in ("colour", "shape", "size", "position")
-        )
+        cols, shps, sizes, poss = (getattr(scenes, f).tolist() for f in ("colour", "shape", "size", "position"))
         if self.level == "one":
             out = []
             for i in range(n):

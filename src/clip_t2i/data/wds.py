@@ -156,11 +156,7 @@ class WdsStream(torch.utils.data.IterableDataset):
         if not caption and "json" in sample:
             try:
                 meta = json.loads(sample["json"])
-                caption = (
-                    clean_caption(meta.get("caption") or meta.get("text") or "")
-                    if isinstance(meta, dict)
-                    else ""
-                )
+                caption = clean_caption(meta.get("caption") or meta.get("text") or "") if isinstance(meta, dict) else ""
             except (ValueError, UnicodeDecodeError):
                 caption = None
         if image_key is None or not caption:
@@ -205,9 +201,7 @@ class WdsStream(torch.utils.data.IterableDataset):
             epoch += 1
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        return batch_samples(
-            self.samples(), self.batch_size, self.drop_last, ("key",) if self.return_keys else ()
-        )
+        return batch_samples(self.samples(), self.batch_size, self.drop_last, ("key",) if self.return_keys else ())
 
 
 def wds_stream(

@@ -16,14 +16,24 @@ from clip_t2i.gan.sample import sample as sample
 from clip_t2i.utils.lazy import lazy_getattr
 
 _WHERE = {
-    "Samples": "sample", "generate": "sample",
-    "load_gan": "model", "save_gan": "model", "GanModel": "model",
-    "train_gan": "train", "GanTrainConfig": "train",
-    "get_variant": "variants", "list_variants": "variants", "GanConfig": "variants",
-    "Generator": "networks", "Discriminator": "networks", "GeneratorConfig": "networks",
+    "Samples": "sample",
+    "generate": "sample",
+    "load_gan": "model",
+    "save_gan": "model",
+    "GanModel": "model",
+    "train_gan": "train",
+    "GanTrainConfig": "train",
+    "get_variant": "variants",
+    "list_variants": "variants",
+    "GanConfig": "variants",
+    "Generator": "networks",
+    "Discriminator": "networks",
+    "GeneratorConfig": "networks",
     "DiscriminatorConfig": "networks",
-    "GanLoss": "losses", "LossConfig": "losses",
-    "GanEvaluator": "evaluate", "EvalSpec": "evaluate",
+    "GanLoss": "losses",
+    "LossConfig": "losses",
+    "GanEvaluator": "evaluate",
+    "EvalSpec": "evaluate",
 }
 
 

@@ -10,55 +10,89 @@ from typing import Annotated
 import typer
 
 from clip_t2i.errors import UserError
+from clip_t2i.gan.config import GanTrainConfig as _GAN
 
 
 def train_gan_cmd(
-    variant: Annotated[str, typer.Option(help="galip | scad | scad-mi | scad-dd | scad-global | scad-nosn | "
-                                              "scad-hinge, or a variant .json")] = "scad",
-    clip: Annotated[str, typer.Option(help="CLIP to wrap (zoo name, .safetensors, config); stays frozen")] = "vit-t64",
-    data: Annotated[str, typer.Option(help="shapes | shapes2 | digits | image-text folder | shards")] = "shapes",
-    out: Annotated[Path, typer.Option(help="Run folder")] = Path("runs/gan"),
-    steps: Annotated[int, typer.Option(help="Iterations (one D step + one G step each)")] = 2000,
-    batch_size: Annotated[int, typer.Option(help="Batch size")] = 32,
-    lr_g: Annotated[float, typer.Option(help="Adam lr of G")] = 1e-4,
-    lr_d: Annotated[float, typer.Option(help="Adam lr of D (and Q)")] = 4e-4,
-    ema_beta: Annotated[float, typer.Option(help="EMA decay of G per step")] = 0.999,
+    variant: Annotated[
+        str,
+        typer.Option(
+            help="galip | scad | scad-mi | scad-dd | scad-global | scad-nosn | scad-hinge, or a variant .json"
+        ),
+    ] = _GAN.variant,
+    clip: Annotated[str, typer.Option(help="CLIP to wrap (zoo name, .safetensors, config); stays frozen")] = _GAN.clip,
+    data: Annotated[str, typer.Option(help="shapes | shapes2 | digits | image-text folder | shards")] = _GAN.data,
+    out: Annotated[Path, typer.Option(help="Run folder")] = Path(_GAN.out),
+    steps: Annotated[int, typer.Option(help="Iterations (one D step + one G step each)")] = _GAN.steps,
+    batch_size: Annotated[int, typer.Option(help="Batch size")] = _GAN.batch_size,
+    lr_g: Annotated[float, typer.Option(help="Adam lr of G")] = _GAN.lr_g,
+    lr_d: Annotated[float, typer.Option(help="Adam lr of D (and Q)")] = _GAN.lr_d,
+    ema_beta: Annotated[float, typer.Option(help="EMA decay of G per step")] = _GAN.ema_beta,
     mi_weight: Annotated[float | None, typer.Option(help="λ of the MI term (overrides the variant)")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="SECTION.KEY=VALUE override, repeatable "
-                                                              "(e.g. discriminator.spectral_norm=false)")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="SECTION.KEY=VALUE override, repeatable (e.g. discriminator.spectral_norm=false)"),
+    ] = None,
     resolution: Annotated[int | None, typer.Option(help="Output side (default: the CLIP's input size)")] = None,
-    mixed_precision: Annotated[str, typer.Option(help="no | bf16 | fp16 (GPU)")] = "no",
-    seed: Annotated[int, typer.Option()] = 0,
-    threads: Annotated[int, typer.Option(help="torch threads (0 = default)")] = 0,
-    num_workers: Annotated[int, typer.Option(help="DataLoader workers")] = 0,
-    log_every: Annotated[int, typer.Option()] = 25,
-    sample_every: Annotated[int, typer.Option(help="Steps between sample grids (0 = never)")] = 250,
-    eval_every: Annotated[int, typer.Option(help="Steps between FID/mPPD/judge evals (0 = at the end, -1 = never)")
-                          ] = 500,
-    eval_n_fid: Annotated[int, typer.Option(help="Fakes per FID evaluation")] = 480,
-    eval_judge: Annotated[str, typer.Option(help="auto (zoo shapes-judge) | none | judge .safetensors")] = "auto",
-    ckpt_every: Annotated[int, typer.Option(help="Steps between checkpoints (0 = at the end)")] = 500,
+    mixed_precision: Annotated[str, typer.Option(help="no | bf16 | fp16 (GPU)")] = _GAN.mixed_precision,
+    seed: Annotated[int, typer.Option()] = _GAN.seed,
+    threads: Annotated[int, typer.Option(help="torch threads (0 = default)")] = _GAN.threads,
+    num_workers: Annotated[int, typer.Option(help="DataLoader workers")] = _GAN.num_workers,
+    log_every: Annotated[int, typer.Option()] = _GAN.log_every,
+    sample_every: Annotated[int, typer.Option(help="Steps between sample grids (0 = never)")] = _GAN.sample_every,
+    eval_every: Annotated[
+        int, typer.Option(help="Steps between FID/mPPD/judge evals (0 = at the end, -1 = never)")
+    ] = _GAN.eval_every,
+    eval_n_fid: Annotated[int, typer.Option(help="Fakes per FID evaluation")] = _GAN.eval_n_fid,
+    eval_judge: Annotated[
+        str, typer.Option(help="auto (zoo shapes-judge) | none | judge .safetensors")
+    ] = _GAN.eval_judge,
+    ckpt_every: Annotated[int, typer.Option(help="Steps between checkpoints (0 = at the end)")] = _GAN.ckpt_every,
     max_minutes: Annotated[float | None, typer.Option(help="Wall-clock budget")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue from the run's latest checkpoint")] = False,
-    embed_clip: Annotated[str, typer.Option(help="auto (unless zoo CLIP) | always | never")] = "auto",
-    progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
+    resume: Annotated[bool, typer.Option(help="Continue from the run's latest checkpoint")] = _GAN.resume,
+    embed_clip: Annotated[str, typer.Option(help="auto (unless zoo CLIP) | always | never")] = _GAN.embed_clip,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar")] = _GAN.progress,
+    max_nonfinite_steps: Annotated[
+        int, typer.Option(help="Stop after this many consecutive non-finite steps (0: never)")
+    ] = _GAN.max_nonfinite_steps,
     dry_run: Annotated[bool, typer.Option(help="Print the resolved config and exit")] = False,
 ) -> None:
     """Train the CLIP-aided GAN (GALIP baseline or a SCAD variant) and write a self-describing generator."""
     from dataclasses import asdict
 
-    from clip_t2i.gan.train import GanTrainConfig, train_gan, validate
+    from clip_t2i.gan.config import GanTrainConfig, validate
+    from clip_t2i.gan.train import train_gan
 
     overrides = list(set_ or [])
     if mi_weight is not None:
         overrides.append(f"loss.mi_weight={mi_weight}")
     cfg = GanTrainConfig(
-        variant=variant, overrides=tuple(overrides), clip=clip, data=data, out=str(out), steps=steps,
-        batch_size=batch_size, lr_g=lr_g, lr_d=lr_d, ema_beta=ema_beta, resolution=resolution,
-        mixed_precision=mixed_precision, seed=seed, threads=threads, num_workers=num_workers, log_every=log_every,
-        sample_every=sample_every, eval_every=eval_every, eval_n_fid=eval_n_fid, eval_judge=eval_judge,
+        variant=variant,
+        overrides=tuple(overrides),
+        clip=clip,
+        data=data,
+        out=str(out),
+        steps=steps,
+        batch_size=batch_size,
+        lr_g=lr_g,
+        lr_d=lr_d,
+        ema_beta=ema_beta,
+        resolution=resolution,
+        mixed_precision=mixed_precision,
+        seed=seed,
+        threads=threads,
+        num_workers=num_workers,
+        log_every=log_every,
+        sample_every=sample_every,
+        eval_every=eval_every,
+        eval_n_fid=eval_n_fid,
+        eval_judge=eval_judge,
         ckpt_every=ckpt_every,
-        max_minutes=max_minutes, resume=resume, embed_clip=embed_clip, progress=progress,
+        max_minutes=max_minutes,
+        resume=resume,
+        embed_clip=embed_clip,
+        progress=progress,
+        max_nonfinite_steps=max_nonfinite_steps,
     )
     gan_cfg = validate(cfg)
     if dry_run:
@@ -83,6 +117,7 @@ def sample_cmd(
     prompts: Annotated[Path | None, typer.Option("--prompts", help="Text file, one prompt per line")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass")] = 256,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace files of the same names in --out (else: an error)")] = False,
 ) -> None:
     """Generate images with a trained GAN: PNGs (prompt, seed, model in text chunks) plus JSON sidecars."""
     from clip_t2i.gan.sample import check_prompts, read_prompt_file, sample
@@ -95,20 +130,20 @@ def sample_cmd(
     if not items:
         raise UserError("give a prompt or --prompts FILE")
     items = check_prompts(items)
-    if n < 1:
-        raise UserError(f"--n must be ≥ 1, got {n}")
-    result = sample(gan, items, n=n, seed=seed, out=out, batch_size=batch_size)
+    result = sample(gan, items, n=n, seed=seed, out=out, batch_size=batch_size, overwrite=overwrite)
     if as_json:
-        sys.stdout.write(json.dumps({"out": str(out), "model": result.model, **result.info,
-                                     "images": result.records()}) + "\n")
+        sys.stdout.write(
+            json.dumps({"out": str(out), "model": result.model, **result.info, "images": result.records()}) + "\n"
+        )
         return
     typer.echo(f"wrote {len(result.paths)} images for {len(items)} prompt(s) to {out}")
 
 
 def eval_gan_cmd(
     gans: Annotated[list[str], typer.Argument(help="GAN checkpoints: zoo names, .safetensors files, run folders")],
-    eval_clip: Annotated[str, typer.Option(help="Independent CLIP for the CLIP score (not the one G was trained "
-                                                "with); 'none' to skip")] = "shapes-clip-rn",
+    eval_clip: Annotated[
+        str, typer.Option(help="Independent CLIP for the CLIP score (not the one G was trained with); 'none' to skip")
+    ] = "shapes-clip-rn",
     judge: Annotated[str, typer.Option(help="auto (zoo shapes-judge) | none | judge .safetensors")] = "auto",
     n_fid: Annotated[int, typer.Option(help="Fakes for FID / CLIP score / judge accuracy")] = 480,
     threads: Annotated[int, typer.Option(help="torch threads (0 = default)")] = 0,
@@ -136,9 +171,16 @@ def eval_gan_cmd(
     for name, m in zip(gans, models, strict=True):
         fp = m.meta["clip"].get("fingerprint", "")
         if fp not in evaluators:
-            evaluators[fp] = GanEvaluator(m.clip, "shapes", m.G.resolution, EvalSpec(n_fid=n_fid), judge,
-                                          eval_clip=ev_clip, eval_clip_id=eval_clip,
-                                          guide_clip_id=str(m.meta["clip"].get("ref")))
+            evaluators[fp] = GanEvaluator(
+                m.clip,
+                "shapes",
+                m.G.resolution,
+                EvalSpec(n_fid=n_fid),
+                judge,
+                eval_clip=ev_clip,
+                eval_clip_id=eval_clip,
+                guide_clip_id=str(m.meta["clip"].get("ref")),
+            )
         res = evaluators[fp](m.G)
         rows.append({"gan": name, "variant": m.config.name, "steps": m.steps, **res})
     if as_json:

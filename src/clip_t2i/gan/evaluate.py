@@ -13,10 +13,18 @@ Shapes (one object), all prompts canonical captions, fixed seeds, so numbers are
   prompts; ``clip_score_eval_real`` is the same on the real renders, the ceiling): only when an ``eval_clip``
   is given — a CLIP that did not guide training (the zoo ``shapes-clip-rn``: another architecture, trained
   separately). Scoring with the training CLIP would reward what G was optimised for.
-* **Judge accuracy**: per attribute and ``all`` (colour+shape+position) on the FID fakes (seen combinations)
-  and on ``heldout_per_label`` fakes of each of the 24 held-out combinations (compositional generalisation).
+* **Judge accuracy**: ``judge_recognised``, per attribute and ``all`` (colour+shape+position) on the FID fakes
+  (seen combinations) and on ``heldout_per_label`` fakes of each of the 24 held-out combinations (compositional
+  generalisation). By default (``judge="auto"``) the verdicts come from analysis by synthesis
+  (:mod:`clip_t2i.metrics.judges`; unrecognisable images count as wrong) and the legacy CNN ``shapes-judge``
+  only supplies the FID / mPPD features; ``judge="legacy"`` (or a CNN judge / judge file) reproduces the old
+  CNN verdicts (no ``judge_recognised``).
+* **Factor diversity** (``factor_diversity``, default judge only): for each mPPD prompt, the std over seeds of
+  every nuisance factor the fit reads back (offset, scale, rotation, background level / tint / gradient) over
+  its recognised images, divided by the same std on real renders of that caption; per factor and ``mean``.
+  ``mppd_pixels`` (and ``mppd_pixels_real``) is mPPD on centred 16x16 pixels, features that see those factors.
 
-Without a judge (zoo ``shapes-judge`` missing) the judge numbers are skipped and ``judge: null`` says so.
+With ``judge="none"`` the judge numbers are skipped and ``judge: null`` says so.
 Other data sources get FID and mPPD on CLIP features against real batches of the stream.
 """
 
@@ -46,41 +54,73 @@ class EvalSpec:
 
 
 def resolve_judge(judge: Any) -> Any:
-    """``"auto"``: the zoo ``shapes-judge`` if present, else None; ``"none"``/None: None; a path or zoo name:
-    that judge (errors if unreadable); a judge module: itself."""
+    """The CNN judge behind ``judge`` (FID / mPPD features): ``"auto"``/``"legacy"``: the zoo ``shapes-judge``
+    (``"auto"``: None if missing); ``"none"``/None: None; a path or zoo name: that judge (errors if unreadable);
+    a CNN judge module: itself; an analysis-by-synthesis judge: the zoo CNN if present."""
     if judge is None or judge == "none":
         return None
-    if not isinstance(judge, str):
-        return judge
-    from clip_t2i.metrics.judge import load_judge
+    from clip_t2i.metrics.judges.cnn import SHAPES_JUDGE, ShapesJudge, load_judge
 
-    if judge == "auto":
+    if isinstance(judge, ShapesJudge):
+        return judge
+    if judge in ("auto", "legacy") or not isinstance(judge, str):
         try:
-            return load_judge("shapes-judge")
+            return load_judge(SHAPES_JUDGE)
         except UserError:
+            if judge == "legacy":
+                raise
             return None
     return load_judge(judge)
+
+
+def resolve_judges(judge: Any) -> tuple[Any, Any]:
+    """``(verdict judge, CNN for features)`` for ``judge`` (see :class:`GanEvaluator`)."""
+    if judge is None or judge == "none":
+        return None, None
+    from clip_t2i.metrics.judges.cnn import ShapesJudge
+
+    cnn = resolve_judge(judge)
+    if judge == "auto":
+        from clip_t2i.metrics.judges.scoring import default_shapes_judge
+
+        return default_shapes_judge(), cnn
+    if hasattr(judge, "fit") and not isinstance(judge, ShapesJudge):
+        return judge, cnn
+    return cnn, cnn  # legacy: the CNN gives both the verdicts and the features
 
 
 class GanEvaluator:
     """Precomputes the real statistics once; ``evaluator(G) -> dict`` of metrics."""
 
-    def __init__(self, clip: Any, data: str = "shapes", size: int = 64, spec: EvalSpec | None = None,
-                 judge: Any = "auto", eval_clip: Any = None, eval_clip_id: str = "eval-clip",
-                 guide_clip_id: str | None = "gan-clip") -> None:
+    def __init__(
+        self,
+        clip: Any,
+        data: str = "shapes",
+        size: int = 64,
+        spec: EvalSpec | None = None,
+        judge: Any = "auto",
+        eval_clip: Any = None,
+        eval_clip_id: str = "eval-clip",
+        guide_clip_id: str | None = "gan-clip",
+    ) -> None:
         from clip_t2i.metrics.features import ClipFeatures
 
         self.spec = spec or EvalSpec()
         self.clip, self.data, self.size = clip, data, size
         self.clip_feats = ClipFeatures(clip, name="gan-eval-clip")
-        self.judge = resolve_judge(judge)
+        self.judge, cnn = resolve_judges(judge) if data == "shapes" else (None, None)
         self.judge_feats = None
-        if self.judge is not None and data == "shapes":
-            from clip_t2i.metrics.judge import judge_feature_extractor
+        self.pixel_feats = None
+        self.real_spread = None
+        if cnn is not None:
+            from clip_t2i.metrics.judges.cnn import judge_feature_extractor
 
-            self.judge_feats = judge_feature_extractor(self.judge)
-        else:
-            self.judge = None
+            self.judge_feats = judge_feature_extractor(cnn)
+        if self.judge is not None:
+            from clip_t2i.metrics.judges.diversity import RealFactorSpread, pixel_feature_extractor
+
+            self.pixel_feats = pixel_feature_extractor()
+            self.real_spread = RealFactorSpread(self.judge, seed=self.spec.seed) if hasattr(self.judge, "fit") else None
         sp = self.spec
         g = torch.Generator().manual_seed(sp.seed)
         if data == "shapes":
@@ -93,8 +133,9 @@ class GanEvaluator:
             seen = sorted(set(real["label"].tolist()))
             pick = torch.randperm(len(seen), generator=g)[: sp.ppd_prompts].tolist()
             self.ppd_prompts = [captions[seen[i]] for i in pick]
-            self.heldout_prompts = [captions[i] for i in sorted(world.heldout_labels()) for _ in
-                                    range(sp.heldout_per_label)]
+            self.heldout_prompts = [
+                captions[i] for i in sorted(world.heldout_labels()) for _ in range(sp.heldout_per_label)
+            ]
             real_images, real_groups = real["image"], real["label"].tolist()
             real_captions = list(real["caption"])
         else:
@@ -117,6 +158,8 @@ class GanEvaluator:
             self.real_ppd["clip_score_eval_real"] = self._clip_score(real_images[:n], real_captions[:n])
         if self.real_judge is not None:
             self.real_ppd["mppd_judge_real"] = self._mppd(self.real_judge, real_groups)
+        if self.pixel_feats is not None:
+            self.real_ppd["mppd_pixels_real"] = self._mppd(self._features(self.pixel_feats, real_images), real_groups)
 
     @torch.no_grad()
     def _features(self, extractor: Any, images: Tensor) -> Tensor:
@@ -126,8 +169,14 @@ class GanEvaluator:
     def _clip_score(self, images: Tensor, captions: list[str]) -> float:
         from clip_t2i.metrics.clip_score import compute_clip_score
 
-        return compute_clip_score(images, list(captions), self.eval_clip, eval_model_id=self.eval_clip_id,
-                                  guide_model_id=self.guide_clip_id, batch_size=self.spec.batch_size).score
+        return compute_clip_score(
+            images,
+            list(captions),
+            self.eval_clip,
+            eval_model_id=self.eval_clip_id,
+            guide_model_id=self.guide_clip_id,
+            batch_size=self.spec.batch_size,
+        ).score
 
     @staticmethod
     def _mppd(features: Tensor, groups: list) -> float | None:
@@ -146,12 +195,14 @@ class GanEvaluator:
 
         sp = self.spec
         seed0 = sp.seed * 1000
-        fid_imgs = generate(G, self.clip, self.fid_prompts, [seed0 + i for i in range(len(self.fid_prompts))],
-                            sp.batch_size)
+        fid_imgs = generate(
+            G, self.clip, self.fid_prompts, [seed0 + i for i in range(len(self.fid_prompts))], sp.batch_size
+        )
         n = sp.ppd_per_prompt
         ppd_prompts = [p for p in self.ppd_prompts for _ in range(n)]
-        ppd_imgs = generate(G, self.clip, ppd_prompts, [seed0 + 7 + i for _ in self.ppd_prompts for i in range(n)],
-                            sp.batch_size)
+        ppd_imgs = generate(
+            G, self.clip, ppd_prompts, [seed0 + 7 + i for _ in self.ppd_prompts for i in range(n)], sp.batch_size
+        )
         ppd_ids = [i for i in range(len(self.ppd_prompts)) for _ in range(n)]
         fake_clip = self._features(self.clip_feats, fid_imgs)
         res: dict[str, Any] = {
@@ -164,16 +215,29 @@ class GanEvaluator:
         if self.judge is None:
             res["judge"] = None
             return res
-        from clip_t2i.metrics.judge import judge_shapes
+        from clip_t2i.metrics.judges.scoring import judge_shapes
 
-        fake_judge = self._features(self.judge_feats, fid_imgs)
-        res["fid_judge"] = float(frechet_distance(fake_judge, self.real_judge))
-        res["mppd_judge"] = self._mppd(self._features(self.judge_feats, ppd_imgs), ppd_ids)
-        acc = judge_shapes(fid_imgs, self.fid_prompts, self.judge).accuracy
-        res.update({f"judge_{k}": v for k, v in acc.items()})
+        if self.judge_feats is not None:
+            fake_judge = self._features(self.judge_feats, fid_imgs)
+            res["fid_judge"] = float(frechet_distance(fake_judge, self.real_judge))
+            res["mppd_judge"] = self._mppd(self._features(self.judge_feats, ppd_imgs), ppd_ids)
+        res["mppd_pixels"] = self._mppd(self._features(self.pixel_feats, ppd_imgs), ppd_ids)
+        rep = judge_shapes(fid_imgs, self.fid_prompts, self.judge)
+        res["judge_name"] = rep.judge
+        res.update({f"judge_{k}": v for k, v in rep.accuracy.items()})
         if self.heldout_prompts:
             hs = [seed0 + 99 + i for i in range(len(self.heldout_prompts))]
             held = generate(G, self.clip, self.heldout_prompts, hs, sp.batch_size)
             acc_h = judge_shapes(held, self.heldout_prompts, self.judge).accuracy
             res.update({f"judge_heldout_{k}": v for k, v in acc_h.items()})
+        if self.real_spread is not None:
+            from clip_t2i.metrics.judges.diversity import factor_diversity
+
+            rep_ppd = judge_shapes(ppd_imgs, ppd_prompts, self.judge)
+            fd = factor_diversity(
+                rep_ppd.fit, [ppd_prompts[i] for i in rep_ppd.judged], self.judge, real=self.real_spread
+            )
+            res["factor_diversity"] = {**fd["ratio"], "mean": fd["mean"]}
+            res["factor_diversity_mean"] = fd["mean"]
+            res["factor_diversity_prompts"] = fd["n_prompts"]
         return res

@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from clip_t2i.errors import UserError
-from clip_t2i.gan.networks import Discriminator, Generator, SanLogits, _from_dict
+from clip_t2i.gan.networks import Discriminator, Generator, SanLogits
+from clip_t2i.utils.config import dataclass_from_dict
 
 FORMULATIONS = ("hinge", "san")
 
@@ -42,13 +43,20 @@ class LossConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LossConfig:
-        return _from_dict(cls, data, "loss")
+        return dataclass_from_dict(cls, data, "loss")
 
     def validate(self) -> None:
         if self.formulation not in FORMULATIONS:
             raise UserError(f"loss.formulation must be one of {list(FORMULATIONS)}, got {self.formulation!r}")
-        for name in ("fake_weight", "mismatch_weight", "magp_weight", "clip_weight", "semantic_weight",
-                     "fidelity_weight", "mi_weight"):
+        for name in (
+            "fake_weight",
+            "mismatch_weight",
+            "magp_weight",
+            "clip_weight",
+            "semantic_weight",
+            "fidelity_weight",
+            "mi_weight",
+        ):
             v = getattr(self, name)
             if not isinstance(v, int | float) or v != v or v < 0 or v == float("inf"):
                 raise UserError(f"loss.{name} (λ) must be a finite number ≥ 0, got {v}")
@@ -60,7 +68,10 @@ class LossConfig:
 
 # ------------------------------------------------------------------------------------------------ terms
 def hinge_d_loss(
-    real: Tensor, fake: Tensor, mismatch: Tensor | None = None, fake_weight: float = 0.5,
+    real: Tensor,
+    fake: Tensor,
+    mismatch: Tensor | None = None,
+    fake_weight: float = 0.5,
     mismatch_weight: float = 0.5,
 ) -> Tensor:
     """Hinge discriminator loss (GALIP with the default weights).
@@ -75,7 +86,10 @@ def hinge_d_loss(
 
 
 def san_d_loss(
-    real: SanLogits, fake: SanLogits, mismatch: SanLogits | None = None, fake_weight: float = 1.0,
+    real: SanLogits,
+    fake: SanLogits,
+    mismatch: SanLogits | None = None,
+    fake_weight: float = 1.0,
     mismatch_weight: float = 0.5,
 ) -> Tensor:
     """SAN discriminator loss (sony/san ``compute_loss_san``, fixed fun/dir assignment of 2024-06-13).
@@ -154,8 +168,7 @@ class GanLoss:
             raise UserError("loss.mi_weight > 0 needs a discriminator built with an MI head (with_q=True)")
         self.G, self.D, self.cfg = G, D, cfg
 
-    def _d_branch(self, real: SanLogits, fake: SanLogits, mis: SanLogits | None, fake_w: float,
-                  mis_w: float) -> Tensor:
+    def _d_branch(self, real: SanLogits, fake: SanLogits, mis: SanLogits | None, fake_w: float, mis_w: float) -> Tensor:
         if self.cfg.formulation == "san":
             return san_d_loss(real, fake, mis, fake_w, mis_w)
         return hinge_d_loss(real.full, fake.full, None if mis is None else mis.full, fake_w, mis_w)
@@ -164,8 +177,9 @@ class GanLoss:
         src = trunk if self.D.cfg.mi_source == "semantic" else patch_feat
         return src if self.D.cfg.mi_trunk_grad else src.detach()
 
-    def discriminator(self, real: Tensor, fake: Tensor, e: Tensor, z: Tensor | None = None
-                      ) -> tuple[Tensor, dict[str, Tensor]]:
+    def discriminator(
+        self, real: Tensor, fake: Tensor, e: Tensor, z: Tensor | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         """``(L_D, stats)`` for real and (detached) fake images in [-1, 1], embeddings e, and the fakes' z."""
         cfg, D = self.cfg, self.D
         fake = fake.detach()
@@ -185,8 +199,11 @@ class GanLoss:
         l_m = D.semantic.logits(trunk_r, roll_captions(e)) if cfg.mismatch_weight > 0 else None
         loss_sem = self._d_branch(l_r, l_f, l_m, cfg.fake_weight, cfg.mismatch_weight)
         loss = cfg.semantic_weight * loss_sem
-        stats = {"D/loss_sem": loss_sem.detach(), "D/real": l_r.full.detach().mean(),
-                 "D/fake": l_f.full.detach().mean()}
+        stats = {
+            "D/loss_sem": loss_sem.detach(),
+            "D/real": l_r.full.detach().mean(),
+            "D/fake": l_f.full.detach().mean(),
+        }
         if l_m is not None:
             stats["D/mismatch"] = l_m.full.detach().mean()
         if use_gp:
@@ -201,8 +218,13 @@ class GanLoss:
             patch_feat_f = pfeat[b:]
             loss_fid = self._d_branch(p_r, p_f, None, 1.0, 0.0)
             loss = loss + cfg.fidelity_weight * loss_fid
-            stats.update({"D/loss_fid": loss_fid.detach(), "D/patch_real": p_r.full.detach().mean(),
-                          "D/patch_fake": p_f.full.detach().mean()})
+            stats.update(
+                {
+                    "D/loss_fid": loss_fid.detach(),
+                    "D/patch_real": p_r.full.detach().mean(),
+                    "D/patch_fake": p_f.full.detach().mean(),
+                }
+            )
         if cfg.mi_weight > 0:
             if z is None:
                 raise ValueError("the MI term needs the fakes' z")

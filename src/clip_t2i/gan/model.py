@@ -20,11 +20,11 @@ import torch
 from torch import nn
 
 from clip_t2i.errors import UserError
+from clip_t2i.gan.config import EMBED_CHOICES
 from clip_t2i.utils.io import atomic_write
 
 GAN_META_KEY = "clip_t2i_gan"
 FORMAT = 1
-EMBED_CHOICES = ("auto", "always", "never")
 
 
 def clip_fingerprint(clip: nn.Module) -> str:
@@ -49,17 +49,28 @@ def should_embed(clip_source: str, embed: str) -> bool:
 
 
 def save_gan(
-    path: str | Path, G: nn.Module, clip: nn.Module, config: Any, clip_source: str, *, steps: int,
-    embed_clip: str = "auto", half: bool = False, extra: dict[str, Any] | None = None,
+    path: str | Path,
+    G: nn.Module,
+    clip: nn.Module,
+    config: Any,
+    clip_source: str,
+    *,
+    steps: int,
+    embed_clip: str = "auto",
+    half: bool = False,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write the generator (+ CLIP or its reference) as one safetensors file, atomically."""
+    """Write the generator (+ CLIP or its reference) as one safetensors file, atomically; NaN/inf are refused."""
     from safetensors.torch import save_file
+
+    from clip_t2i.utils.io import require_finite
 
     embed = should_embed(clip_source, embed_clip)
     sd = {f"G.{k}": v for k, v in G.trainable_state_dict().items()}
     if embed:
         sd.update({f"clip.{k}": v for k, v in clip.model.state_dict().items()})
     sd = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous() for k, v in sd.items()}
+    require_finite(sd, f"the generator to {path}")
     meta = {
         "format": FORMAT,
         "config": config.to_dict(),
@@ -67,7 +78,10 @@ def save_gan(
         "z_dim": int(G.z_dim),
         "steps": int(steps),
         "clip": {
-            "ref": str(clip_source), "embedded": embed, "fingerprint": clip_fingerprint(clip), "config": clip.config,
+            "ref": str(clip_source),
+            "embedded": embed,
+            "fingerprint": clip_fingerprint(clip),
+            "config": clip.config,
         },
         **(extra or {}),
     }
@@ -141,7 +155,10 @@ def read_gan_meta(path: Path) -> dict[str, Any]:
 
 
 def load_gan(
-    source: str | Path, *, device: str | torch.device = "cpu", allow_untrained: bool = False,
+    source: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    allow_untrained: bool = False,
     clip: nn.Module | None = None,
 ) -> GanModel:
     """Load a generator from a checkpoint (zoo name, file, run or checkpoint folder).
@@ -194,8 +211,14 @@ def load_gan(
 
 
 def export_zoo(
-    source: str | Path, name: str, folder: str | Path, *, clip_ref: str = "shapes-clip", metrics: dict | None = None,
-    command: str = "", description: str = "",
+    source: str | Path,
+    name: str,
+    folder: str | Path,
+    *,
+    clip_ref: str = "shapes-clip",
+    metrics: dict | None = None,
+    command: str = "",
+    description: str = "",
 ) -> Path:
     """Write a zoo entry ``<name>.{safetensors,json,md}``: fp16 generator referencing the zoo CLIP ``clip_ref``.
 
@@ -211,23 +234,64 @@ def export_zoo(
         raise UserError(f"{clip_ref} is not the CLIP {source} was trained with; cannot reference it")
     folder = Path(folder)
     weights = folder / f"{name}.safetensors"
-    save_gan(weights, gan.G, clip, gan.config, clip_ref, steps=gan.steps, embed_clip="never", half=True,
-             extra={k: v for k, v in gan.meta.items() if k not in ("format", "config", "resolution", "z_dim",
-                                                                      "steps", "clip")})
+    save_gan(
+        weights,
+        gan.G,
+        clip,
+        gan.config,
+        clip_ref,
+        steps=gan.steps,
+        embed_clip="never",
+        half=True,
+        extra={
+            k: v for k, v in gan.meta.items() if k not in ("format", "config", "resolution", "z_dim", "steps", "clip")
+        },
+    )
     n_params = sum(v.numel() for v in gan.G.trainable_state_dict().values())
-    entry = {"file": weights.name, "kind": "gan", "description": description or gan.config.description,
-             "variant": gan.config.name, "clip": clip_ref, "steps": gan.steps, "resolution": gan.resolution,
-             "params": n_params, "size_bytes": weights.stat().st_size, "metrics": metrics or {}, "command": command}
+    entry = {
+        "file": weights.name,
+        "kind": "gan",
+        "description": description or gan.config.description,
+        "variant": gan.config.name,
+        "clip": clip_ref,
+        "steps": gan.steps,
+        "resolution": gan.resolution,
+        "params": n_params,
+        "size_bytes": weights.stat().st_size,
+        "metrics": metrics or {},
+        "command": command,
+    }
     atomic_write_text(folder / f"{name}.json", json.dumps(entry, indent=2) + "\n")
-    lines = [f"# {name}", "", entry["description"], "",
-             f"- variant: `{gan.config.name}`; CLIP (frozen, referenced, not stored): `{clip_ref}`",
-             f"- generator: {n_params:,} learnable parameters, {gan.resolution}×{gan.resolution} output, "
-             f"{entry['size_bytes'] / 1024:.0f} KiB fp16",
-             f"- training: {gan.steps} steps" + (f", {gan.meta['elapsed_s'] / 60:.1f} min" if "elapsed_s" in gan.meta
-                                                  else ""),
-             "", "## Reproduce", "", "```", command, "```", "", "## Metrics", "", "| metric | value |", "|---|---|"]
+    lines = [
+        f"# {name}",
+        "",
+        entry["description"],
+        "",
+        f"- variant: `{gan.config.name}`; CLIP (frozen, referenced, not stored): `{clip_ref}`",
+        f"- generator: {n_params:,} learnable parameters, {gan.resolution}×{gan.resolution} output, "
+        f"{entry['size_bytes'] / 1024:.0f} KiB fp16",
+        f"- training: {gan.steps} steps"
+        + (f", {gan.meta['elapsed_s'] / 60:.1f} min" if "elapsed_s" in gan.meta else ""),
+        "",
+        "## Reproduce",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        "## Metrics",
+        "",
+        "| metric | value |",
+        "|---|---|",
+    ]
     lines += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in (metrics or {}).items()]
-    lines += ["", "## Use", "", "```", f'clip-t2i sample --gan {name} "a small red circle on the left" --n 16 '
-              "--out outputs/" + name, "```"]
+    lines += [
+        "",
+        "## Use",
+        "",
+        "```",
+        f'clip-t2i sample --gan {name} "a small red circle on the left" --n 16 --out outputs/' + name,
+        "```",
+    ]
     atomic_write_text(folder / f"{name}.md", "\n".join(lines) + "\n")
     return weights

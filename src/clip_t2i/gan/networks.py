@@ -26,7 +26,7 @@ reshaped to grids; :class:`ClipTaps`) through a trunk of residual conv blocks (G
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from clip_t2i.errors import UserError
+from clip_t2i.utils.config import dataclass_from_dict
 
 DIRECTIONS = ("none", "text", "global")
 SCALE_PLACES = ("h", "none")
@@ -42,29 +43,6 @@ MI_SOURCES = ("semantic", "fidelity")
 
 
 # ------------------------------------------------------------------------------------------------- configs
-def _from_dict(cls: type, data: dict[str, Any], what: str):
-    """Build a config dataclass from a dict; unknown keys raise naming the valid ones."""
-    types = {f.name: str(f.type) for f in fields(cls)}
-    unknown = sorted(set(data) - set(types))
-    if unknown:
-        raise UserError(f"unknown {what} option(s) {unknown}; valid: {sorted(types)}")
-    kw = {}
-    for k, v in data.items():
-        ann = types[k]
-        ok = (
-            (v is None and "None" in ann)
-            or (isinstance(v, bool) and "bool" in ann)
-            or (isinstance(v, int) and not isinstance(v, bool) and ("int" in ann or "float" in ann))
-            or (isinstance(v, float) and "float" in ann)
-            or (isinstance(v, str) and "str" in ann)
-            or (isinstance(v, list | tuple) and "tuple" in ann and all(isinstance(i, int) for i in v))
-        )
-        if not ok:
-            raise UserError(f"{what}.{k} must be {ann.replace('tuple[int, ...]', 'list of int')}, got {v!r}")
-        kw[k] = tuple(v) if isinstance(v, list | tuple) else float(v) if ann == "float" else v
-    return cls(**kw)
-
-
 @dataclass(frozen=True)
 class GeneratorConfig:
     """Generator widths; the token grid and width come from the wrapped CLIP."""
@@ -82,7 +60,7 @@ class GeneratorConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GeneratorConfig:
-        return _from_dict(cls, data, "generator")
+        return dataclass_from_dict(cls, data, "generator")
 
     def validate(self) -> None:
         for name in ("z_dim", "adapter_channels", "base_channels", "max_channels", "bridge_kernel"):
@@ -118,7 +96,7 @@ class DiscriminatorConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DiscriminatorConfig:
-        return _from_dict(cls, data, "discriminator")
+        return dataclass_from_dict(cls, data, "discriminator")
 
     def validate(self) -> None:
         if self.direction not in DIRECTIONS:
@@ -468,7 +446,9 @@ class DBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, sn: bool, with_clip: bool) -> None:
         super().__init__()
         self.res = nn.Sequential(
-            _conv(c_in, c_out, 3, sn), nn.LeakyReLU(0.2, inplace=True), _conv(c_out, c_out, 3, sn),
+            _conv(c_in, c_out, 3, sn),
+            nn.LeakyReLU(0.2, inplace=True),
+            _conv(c_out, c_out, 3, sn),
             nn.LeakyReLU(0.2, inplace=True),
         )
         self.shortcut = _conv(c_in, c_out, 1, sn) if c_in != c_out else nn.Identity()
@@ -565,8 +545,9 @@ class SemanticDiscriminator(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.trunk = Trunk(width, k, cfg.trunk_channels, cfg.spectral_norm)
-        self.head = JointHead(cfg.trunk_channels, text_dim, grid, cfg.head_hidden, cfg.head_dim, cfg.spectral_norm,
-                              cfg.text_in_head)
+        self.head = JointHead(
+            cfg.trunk_channels, text_dim, grid, cfg.head_hidden, cfg.head_dim, cfg.spectral_norm, cfg.text_in_head
+        )
         self.direction = SanDirection(cfg.direction, text_dim, cfg.head_dim) if cfg.direction != "none" else None
 
     def logits(self, trunk_out: Tensor, e: Tensor) -> SanLogits:

@@ -34,8 +34,10 @@ class Samples:
     paths: list[Path] = field(default_factory=list)
 
     def records(self) -> list[dict[str, Any]]:
-        recs = [{"prompt": p, "seed": s, "model": self.model, **self.info} for p, s in zip(self.prompts, self.seeds,
-                                                                                          strict=True)]
+        recs = [
+            {"prompt": p, "seed": s, "model": self.model, **self.info}
+            for p, s in zip(self.prompts, self.seeds, strict=True)
+        ]
         for r, path in zip(recs, self.paths, strict=False):
             r["file"] = str(path)
         return recs
@@ -94,26 +96,39 @@ def generate(G: Any, clip: Any, prompts: Sequence[str], seeds: Sequence[int], ba
 
 
 def sample(
-    gan: str | Path | GanModel, prompts: str | Sequence[str], n: int = 16, seed: int = 0, *,
-    out: str | Path | None = None, batch_size: int = 256, device: str | torch.device = "cpu",
+    gan: str | Path | GanModel,
+    prompts: str | Sequence[str],
+    n: int = 16,
+    seed: int = 0,
+    *,
+    out: str | Path | None = None,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
     allow_untrained: bool = False,
+    overwrite: bool = False,
 ) -> Samples:
     """Generate ``n`` images per prompt (seeds ``seed .. seed + n - 1``); write PNGs + sidecars to ``out`` if set.
 
     Args:
         gan: a :class:`GanModel` or what :func:`~clip_t2i.gan.model.load_gan` accepts (zoo name, file, run folder).
         prompts: one prompt or a list.
+        overwrite: replace files of the same names in ``out`` (else an existing one is an error before any work).
 
     Raises:
         UserError: empty prompts, ``n`` < 1, a bad or untrained checkpoint, an unusable output folder.
     """
     items = check_prompts(prompts)
-    if not isinstance(n, int) or n < 1:
-        raise UserError(f"--n must be a positive integer, got {n!r}")
-    if batch_size < 1:
-        raise UserError(f"batch size must be ≥ 1, got {batch_size}")
-    if out is not None and Path(out).exists() and not Path(out).is_dir():
-        raise UserError(f"--out {out} exists and is not a folder")
+    from clip_t2i.renderers.outputs import image_file_names
+    from clip_t2i.utils.checks import check_cap, check_int
+    from clip_t2i.utils.paths import check_writable_dir, refuse_existing
+
+    check_int(n, "--n")
+    check_int(seed, "--seed", minimum=0)
+    check_cap(n * len(items), "seeds", "prompts x --n =")
+    check_int(batch_size, "--batch-size", cap="batch")
+    if out is not None:
+        check_writable_dir(Path(out))
+        refuse_existing(Path(out), image_file_names(items, range(seed, seed + n)), overwrite)
     from clip_t2i.gan.model import GanModel, load_gan
 
     model = gan if isinstance(gan, GanModel) else load_gan(gan, device=device, allow_untrained=allow_untrained)
@@ -121,8 +136,12 @@ def sample(
     all_seeds = [seed + i for _ in items for i in range(n)]
     images = generate(model.G, model.clip, all_prompts, all_seeds, batch_size)
     name = Path(model.source).name if Path(model.source).suffix else model.source
-    info = {"variant": model.config.name, "steps": model.steps, "resolution": model.resolution,
-            "clip": model.meta["clip"]["ref"]}
+    info = {
+        "variant": model.config.name,
+        "steps": model.steps,
+        "resolution": model.resolution,
+        "clip": model.meta["clip"]["ref"],
+    }
     result = Samples(images=images, prompts=all_prompts, seeds=all_seeds, model=name, info=info)
     if out is not None:
         result.paths = save_samples(result, out)
@@ -130,22 +149,28 @@ def sample(
 
 
 def save_samples(samples: Samples, out: str | Path) -> list[Path]:
-    """PNG (record in text chunks) + JSON sidecar per image, named ``{prompt index:03d}_{slug}_s{seed}.png``.
+    """PNG (record in text chunks) + JSON sidecar per image, named like every image-writing command's
+    (:func:`~clip_t2i.renderers.outputs.image_stem`).
 
     Uses the project's image-record format (:func:`clip_t2i.renderers.outputs.save_png`: ``prompt``, ``seed``,
     ``model``, ``settings`` chunks and the whole record as JSON under ``clip_t2i``), so ``clip-t2i judge``
     reads GAN samples like any other generated image.
     """
-    from clip_t2i.renderers.outputs import save_png, slugify
+    from clip_t2i.renderers.outputs import image_stem, save_png
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     order = {p: i for i, p in enumerate(dict.fromkeys(samples.prompts))}
     paths = []
     for img, rec in zip(samples.images, samples.records(), strict=True):
-        stem = f"{order[rec['prompt']]:03d}_{slugify(rec['prompt'])}_s{rec['seed']}"
-        record = {"prompt": rec["prompt"], "seed": rec["seed"], "model": rec["model"], "renderer": "gan",
-                  "settings": {k: rec[k] for k in ("variant", "steps", "resolution", "clip") if k in rec},
-                  "file": f"{stem}.png"}
+        stem = image_stem(order[rec["prompt"]], rec["prompt"], rec["seed"])
+        record = {
+            "prompt": rec["prompt"],
+            "seed": rec["seed"],
+            "model": rec["model"],
+            "renderer": "gan",
+            "settings": {k: rec[k] for k in ("variant", "steps", "resolution", "clip") if k in rec},
+            "file": f"{stem}.png",
+        }
         paths.append(save_png(out / f"{stem}.png", img, record))
     return paths

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,78 +30,18 @@ import torch
 from tqdm.auto import tqdm
 
 from clip_t2i.errors import UserError
+from clip_t2i.gan.config import GanTrainConfig, validate
 from clip_t2i.training.checkpoint import latest_checkpoint, load_state, save_checkpoint_on_main
 from clip_t2i.training.common import (
+    NonFiniteGuard,
     Timer,
+    TrainingDiverged,
     check_run_dir,
     finite_or_skip,
     make_accelerator,
     run_logger,
     save_run_config,
 )
-
-
-@dataclass(frozen=True)
-class GanTrainConfig:
-    """Every option of GAN training; saved verbatim (with the resolved variant) as ``config.json``."""
-
-    variant: str = "scad"  # preset name (galip, scad, scad-mi, scad-dd, ablations) or a .json file
-    overrides: tuple[str, ...] = ()  # SECTION.KEY=VALUE applied to the variant (e.g. loss.mi_weight=0.05)
-    clip: str = "vit-t64"  # CLIP to wrap (zoo name, clip-t2i .safetensors, project config); frozen
-    data: str = "shapes"  # make_stream source
-    out: str = "runs/gan"  # run folder
-    steps: int = 2000  # optimizer steps (each = one D step + one G step)
-    batch_size: int = 32  # per process
-    lr_g: float = 1e-4  # Adam learning rate of G (GALIP 1e-4)
-    lr_d: float = 4e-4  # Adam learning rate of D and Q (GALIP 4e-4)
-    betas: tuple[float, float] = (0.0, 0.9)  # Adam betas (GALIP)
-    ema_beta: float = 0.999  # EMA decay of G per step; effective decay min(beta, (1+t)/(10+t))
-    resolution: int | None = None  # output side; None = the CLIP's input size
-    mixed_precision: str = "no"  # no | bf16 | fp16 (GPU)
-    seed: int = 0
-    threads: int = 0  # torch intra-op threads (0 = leave as is)
-    num_workers: int = 0  # DataLoader workers
-    log_every: int = 25  # steps between scalars
-    sample_every: int = 250  # steps between sample grids (0 = never)
-    eval_every: int = 500  # steps between FID / mPPD / judge evaluations (0 = only at the end, -1 = never)
-    eval_n_fid: int = 480  # fakes per FID evaluation
-    eval_judge: str = "auto"  # judge for eval: auto (zoo shapes-judge if present), none, or a judge file
-    ckpt_every: int = 500  # steps between checkpoints (0 = only at the end)
-    max_minutes: float | None = None  # wall-clock budget; stops (and checkpoints) when exceeded
-    resume: bool = False  # continue from the run folder's latest checkpoint
-    embed_clip: str = "auto"  # put the CLIP weights into model files: auto (unless a zoo model), always, never
-    progress: bool = True
-    extra: dict = field(default_factory=dict)
-
-
-def validate(cfg: GanTrainConfig) -> Any:
-    """Reject impossible settings before any work; returns the resolved :class:`GanConfig`."""
-    from clip_t2i.gan.model import EMBED_CHOICES
-    from clip_t2i.gan.variants import get_variant, replace_generator
-
-    if cfg.steps < 1:
-        raise UserError("--steps must be ≥ 1")
-    if cfg.batch_size < 2:
-        raise UserError("--batch-size must be ≥ 2 (mismatched pairs roll the batch)")
-    if cfg.lr_g <= 0 or cfg.lr_d <= 0:
-        raise UserError("--lr-g and --lr-d must be > 0")
-    if not 0 <= cfg.ema_beta < 1:
-        raise UserError(f"--ema-beta must be in [0, 1), got {cfg.ema_beta}")
-    if cfg.embed_clip not in EMBED_CHOICES:
-        raise UserError(f"--embed-clip must be one of {list(EMBED_CHOICES)}")
-    if cfg.threads < 0:
-        raise UserError("--threads must be ≥ 0")
-    if cfg.max_minutes is not None and cfg.max_minutes <= 0:
-        raise UserError("--max-minutes must be > 0")
-    if cfg.eval_judge not in ("auto", "none"):
-        from clip_t2i import zoo
-
-        if cfg.eval_judge not in zoo.list_zoo() and not Path(cfg.eval_judge).is_file():
-            raise UserError(f"--eval-judge {cfg.eval_judge!r} is neither auto, none, a zoo judge nor a file")
-    gan_cfg = get_variant(cfg.variant).with_overrides(list(cfg.overrides))
-    if cfg.resolution is not None:
-        gan_cfg = replace_generator(gan_cfg, resolution=cfg.resolution)
-    return gan_cfg
 
 
 def step_noise(seed: int, rank: int, step: int, batch: int, z_dim: int) -> torch.Tensor:
@@ -135,10 +74,19 @@ class _Toggle:
 
 
 def gan_step(
-    G: torch.nn.Module, loss_fn: Any, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
-    d_toggle: Callable[[bool], None], real: torch.Tensor, e: torch.Tensor, z: torch.Tensor, *,
-    autocast: Callable[[], Any] = contextlib.nullcontext, backward: Callable[[torch.Tensor], None] | None = None,
-    on_skip: Callable[[str, str], None] | None = None, step: int = 0,
+    G: torch.nn.Module,
+    loss_fn: Any,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer,
+    d_toggle: Callable[[bool], None],
+    real: torch.Tensor,
+    e: torch.Tensor,
+    z: torch.Tensor,
+    *,
+    autocast: Callable[[], Any] = contextlib.nullcontext,
+    backward: Callable[[torch.Tensor], None] | None = None,
+    on_skip: Callable[[str, str], None] | None = None,
+    step: int = 0,
     joint: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """One iteration: x̂ = G(z, e); D step on sg(x̂); G step on x̂ through the updated, frozen D.
@@ -259,14 +207,33 @@ def train_gan(cfg: GanTrainConfig) -> Path:
     accelerator.init_trackers("gan", config={k: str(v) for k, v in cfg.__dict__.items()})
     log = run_logger(run_dir / "train.log", main)
 
-    log(json.dumps({"start_step": start_step, "variant": gan_cfg.name, "G_params": n_g, "D_params": n_d,
-                    "resolution": G.resolution, "num_processes": world}))
-    stream = make_stream(cfg.data, size=G.resolution, batch_size=cfg.batch_size, seed=cfg.seed, rank=rank,
-                         world_size=world, start_batch=start_step, split="train")
+    log(
+        json.dumps(
+            {
+                "start_step": start_step,
+                "variant": gan_cfg.name,
+                "G_params": n_g,
+                "D_params": n_d,
+                "resolution": G.resolution,
+                "num_processes": world,
+            }
+        )
+    )
+    stream = make_stream(
+        cfg.data,
+        size=G.resolution,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        rank=rank,
+        world_size=world,
+        start_batch=start_step,
+        split="train",
+    )
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=cfg.num_workers)
     timer = Timer(cfg.max_minutes)
     timer.start -= float(state.get("elapsed_s", 0.0))
     skipped = dict(state.get("skipped", {"D": 0, "G": 0}))
+    guard = NonFiniteGuard(cfg.max_nonfinite_steps)
 
     sample_prompts, sample_seeds = _sample_set(cfg.data, G.resolution)
     evaluator = None
@@ -291,16 +258,28 @@ def train_gan(cfg: GanTrainConfig) -> Path:
 
         imgs = generate(G_ema, clip, sample_prompts, sample_seeds)
         grid = make_grid(imgs, ncol=len(set(sample_seeds)), pad=1, min_side=imgs.shape[-1])
-        save_png(run_dir / "samples" / f"step_{step:07d}.png", grid,
-                 {"kind": "grid", "step": step, "prompts": list(dict.fromkeys(sample_prompts)), "rows": "prompts",
-                  "columns": "seeds 0..7", "model": "G_ema"}, sidecar=False)
+        save_png(
+            run_dir / "samples" / f"step_{step:07d}.png",
+            grid,
+            {
+                "kind": "grid",
+                "step": step,
+                "prompts": list(dict.fromkeys(sample_prompts)),
+                "rows": "prompts",
+                "columns": "seeds 0..7",
+                "model": "G_ema",
+            },
+            sidecar=False,
+        )
         tracker = accelerator.get_tracker("tensorboard", unwrap=True)
         if tracker is not None and hasattr(tracker, "add_image"):
             tracker.add_image("samples", grid, step)
 
     def checkpoint(step: int) -> None:
         save_checkpoint_on_main(
-            accelerator, run_dir, step,
+            accelerator,
+            run_dir,
+            step,
             lambda p: save_gan(p, G_ema, clip, gan_cfg, cfg.clip, steps=step, embed_clip=cfg.embed_clip),
             lambda: {
                 "step": step,
@@ -314,8 +293,13 @@ def train_gan(cfg: GanTrainConfig) -> Path:
             },
         )
 
-    bar = tqdm(total=cfg.steps, initial=start_step, disable=not cfg.progress, desc=f"train-gan {gan_cfg.name}",
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=cfg.steps,
+        initial=start_step,
+        disable=not cfg.progress,
+        desc=f"train-gan {gan_cfg.name}",
+        dynamic_ncols=True,
+    )
     data_iter = iter(loader)
     step = start_step
     z_dim = G.z_dim
@@ -326,11 +310,32 @@ def train_gan(cfg: GanTrainConfig) -> Path:
         real = batch["image"].to(device) * 2 - 1
         e = text_embedding(clip, batch["caption"]).to(device)
         z = step_noise(cfg.seed, rank, step, real.shape[0], z_dim).to(device)
-        st = gan_step(G, loss_fn, opt_g, opt_d, d_toggle, real, e, z, autocast=accelerator.autocast,
-                      backward=backward, on_skip=lambda who, m: log(json.dumps({"skip": who, "msg": m})),
-                      step=step, joint=joint)
+        st = gan_step(
+            G,
+            loss_fn,
+            opt_g,
+            opt_d,
+            d_toggle,
+            real,
+            e,
+            z,
+            autocast=accelerator.autocast,
+            backward=backward,
+            on_skip=lambda who, m: log(json.dumps({"skip": who, "msg": m})),
+            step=step,
+            joint=joint,
+        )
+        step_ok = True
         for who in ("D", "G"):
-            skipped[who] += int(st.pop(f"skipped/{who}"))
+            was_skipped = bool(st.pop(f"skipped/{who}"))
+            skipped[who] += int(was_skipped)
+            step_ok = step_ok and not was_skipped
+        try:  # skip decisions are joint across processes, so every rank stops at the same step
+            guard.update(step_ok, step)
+        except TrainingDiverged:
+            bar.close()
+            log(json.dumps({"diverged": True, "step": step, "skipped": skipped}))
+            raise
         ema_update(G_ema, G, min(cfg.ema_beta, (1 + step) / (10 + step)))
         step += 1
         bar.update(1)
@@ -342,8 +347,16 @@ def train_gan(cfg: GanTrainConfig) -> Path:
             sums, n_sums = {}, 0
             accelerator.log(scalars, step=step)
             bar.set_postfix(D=f"{scalars['D/loss']:.3f}", G=f"{scalars['G/loss']:.3f}")
-            log(json.dumps({"step": step, **{k: round(v, 5) for k, v in scalars.items()},
-                            "elapsed_s": round(timer.elapsed_s, 1), "skipped": skipped}))
+            log(
+                json.dumps(
+                    {
+                        "step": step,
+                        **{k: round(v, 5) for k, v in scalars.items()},
+                        "elapsed_s": round(timer.elapsed_s, 1),
+                        "skipped": skipped,
+                    }
+                )
+            )
         if main and cfg.sample_every and step % cfg.sample_every == 0:
             sample_grid(step)
         if main and cfg.eval_every > 0 and step % cfg.eval_every == 0:
@@ -364,8 +377,16 @@ def train_gan(cfg: GanTrainConfig) -> Path:
         done["ranks_in_sync"] = _ranks_in_sync(G, D, G_ema)
     final = run_dir / "final.safetensors"
     if main:
-        save_gan(final, G_ema, clip, gan_cfg, cfg.clip, steps=step, embed_clip=cfg.embed_clip,
-                 extra={"elapsed_s": round(timer.elapsed_s, 1), "num_processes": world})
+        save_gan(
+            final,
+            G_ema,
+            clip,
+            gan_cfg,
+            cfg.clip,
+            steps=step,
+            embed_clip=cfg.embed_clip,
+            extra={"elapsed_s": round(timer.elapsed_s, 1), "num_processes": world},
+        )
     log(json.dumps(done))
     accelerator.wait_for_everyone()
     accelerator.end_training()
@@ -375,8 +396,14 @@ def train_gan(cfg: GanTrainConfig) -> Path:
 def _ranks_in_sync(*modules: torch.nn.Module) -> bool:
     """True if every process holds identical trainable weights and buffers (per-tensor float64 checksums)."""
     with torch.no_grad():
-        sums = torch.stack([t.detach().double().sum() + (t.detach().double() ** 2).sum()
-                            for m in modules for t in m.trainable_state_dict().values() if t.is_floating_point()])
+        sums = torch.stack(
+            [
+                t.detach().double().sum() + (t.detach().double() ** 2).sum()
+                for m in modules
+                for t in m.trainable_state_dict().values()
+                if t.is_floating_point()
+            ]
+        )
         lo, hi = sums.clone(), sums.clone()
         torch.distributed.all_reduce(lo, op=torch.distributed.ReduceOp.MIN)
         torch.distributed.all_reduce(hi, op=torch.distributed.ReduceOp.MAX)

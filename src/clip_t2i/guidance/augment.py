@@ -110,7 +110,7 @@ class Noise(Augmentation):
         k = 1 if self.shared else n
         z = torch.empty((len(generators) * k, *rest), device=generators[0].device)
         for b, g in enumerate(generators):  # fill in place: no per-image tensors to concatenate
-            z[b * k: (b + 1) * k].normal_(generator=g)
+            z[b * k : (b + 1) * k].normal_(generator=g)
         z.mul_(self.std)
         return z.repeat_interleave(n, dim=0) if self.shared else z
 
@@ -125,17 +125,21 @@ class ColourJitter(Augmentation):
 
     name = "colour"
 
-    def __init__(self, brightness: float = 0.5, saturation: tuple[float, float] = (0.0, 2.0),
-                 contrast: tuple[float, float] = (0.5, 1.5)) -> None:
+    def __init__(
+        self,
+        brightness: float = 0.5,
+        saturation: tuple[float, float] = (0.0, 2.0),
+        contrast: tuple[float, float] = (0.5, 1.5),
+    ) -> None:
         self.brightness, self.saturation, self.contrast = float(brightness), tuple(saturation), tuple(contrast)
 
     def sample(self, shape, generator):
         u = torch.rand(shape[0], 3, generator=generator, device=generator.device)
         lo_s, hi_s = self.saturation
         lo_c, hi_c = self.contrast
-        return torch.stack([
-            (u[:, 0] * 2 - 1) * self.brightness, lo_s + u[:, 1] * (hi_s - lo_s), lo_c + u[:, 2] * (hi_c - lo_c)
-        ], 1)
+        return torch.stack(
+            [(u[:, 0] * 2 - 1) * self.brightness, lo_s + u[:, 1] * (hi_s - lo_s), lo_c + u[:, 2] * (hi_c - lo_c)], 1
+        )
 
     def apply(self, x, params):
         # The three steps in one pass: with brightness b, saturation s and contrast c,

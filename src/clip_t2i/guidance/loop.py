@@ -61,8 +61,13 @@ class GuidanceConfig:
 
     def view_settings(self) -> ViewSettings:
         return ViewSettings(
-            colour=self.colour, translation=self.translation, resize=self.resize, cutout=self.cutout,
-            perspective=self.perspective, noise_std=self.noise_std, patch_fraction=self.patch_fraction,
+            colour=self.colour,
+            translation=self.translation,
+            resize=self.resize,
+            cutout=self.cutout,
+            perspective=self.perspective,
+            noise_std=self.noise_std,
+            patch_fraction=self.patch_fraction,
         )
 
     def validate(self) -> GuidanceConfig:
@@ -73,8 +78,10 @@ class GuidanceConfig:
             (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}"),
             (self.loss in LOSS_KINDS, f"loss must be one of {LOSS_KINDS}, got {self.loss!r}"),
             (self.projection in PROJECTIONS, f"projection must be one of {PROJECTIONS}, got {self.projection!r}"),
-            (self.patch_rejection_mode in REJECTION_MODES,
-             f"patch_rejection_mode must be one of {REJECTION_MODES}, got {self.patch_rejection_mode!r}"),
+            (
+                self.patch_rejection_mode in REJECTION_MODES,
+                f"patch_rejection_mode must be one of {REJECTION_MODES}, got {self.patch_rejection_mode!r}",
+            ),
             (self.lr > 0 and math.isfinite(self.lr), f"lr must be a positive number, got {self.lr}"),
             (self.global_views >= 1, f"global_views must be >= 1, got {self.global_views}"),
             (self.patch_views >= 0, f"patch_views must be >= 0, got {self.patch_views}"),
@@ -83,10 +90,14 @@ class GuidanceConfig:
             (0 < self.threshold_quantile <= 1, f"threshold_quantile must lie in (0, 1], got {self.threshold_quantile}"),
             (self.grad_clip >= 0, f"grad_clip must be >= 0, got {self.grad_clip}"),
             (self.warmup_steps >= 0 and self.snapshot_every >= 0, "warmup_steps and snapshot_every must be >= 0"),
-            (0 <= self.cutout < 1 and 0 <= self.translation < 1 and 0 <= self.perspective < 1,
-             "cutout, translation and perspective must lie in [0, 1)"),
-            (self.resize is None or (len(self.resize) == 2 and 0 < self.resize[0] <= self.resize[1]),
-             f"resize must be null or [lo, hi] with 0 < lo <= hi, got {self.resize}"),
+            (
+                0 <= self.cutout < 1 and 0 <= self.translation < 1 and 0 <= self.perspective < 1,
+                "cutout, translation and perspective must lie in [0, 1)",
+            ),
+            (
+                self.resize is None or (len(self.resize) == 2 and 0 < self.resize[0] <= self.resize[1]),
+                f"resize must be null or [lo, hi] with 0 < lo <= hi, got {self.resize}",
+            ),
         ]
         for ok, msg in checks:
             if not ok:
@@ -179,6 +190,17 @@ def _lr_factor(cfg: GuidanceConfig, step: int) -> float:
     return 1.0
 
 
+def milestone_factor(group: dict[str, Any], progress: float) -> float:
+    """A parameter group's own step schedule: ``lr_milestones = [[fraction, multiplier], ...]`` (sorted by
+    fraction) multiplies the group's lr by the last ``multiplier`` whose ``fraction <= progress`` (1 before the
+    first); groups without the key are unaffected (CLIPDraw's points: ``[[0.5, 0.4], [0.75, 0.1]]``)."""
+    factor = 1.0
+    for fraction, multiplier in group.get("lr_milestones") or ():
+        if progress >= fraction:
+            factor = float(multiplier)
+    return factor
+
+
 def make_optimizer(groups: list[dict[str, Any]], cfg: GuidanceConfig) -> torch.optim.Optimizer:
     """The optimiser over a renderer's parameter groups (each group may carry an ``lr_scale``)."""
     groups = [{**g, "lr": cfg.lr * g.pop("lr_scale", 1.0)} for g in (dict(g) for g in groups)]
@@ -232,8 +254,7 @@ def run_guidance(
     b = len(targets)
     if len(generators) != b:
         raise ValueError(f"{b} targets but {len(generators)} generators")
-    loss_fn = GuidanceLoss(cfg.loss, cfg.global_weight, cfg.patch_weight, cfg.patch_rejection,
-                           cfg.patch_rejection_mode)
+    loss_fn = GuidanceLoss(cfg.loss, cfg.global_weight, cfg.patch_weight, cfg.patch_rejection, cfg.patch_rejection_mode)
     views = cfg.view_settings()
     global_maker = ViewMaker(views, "global")
     patch_maker = ViewMaker(views, "patch") if cfg.patch_views > 0 else None
@@ -251,7 +272,7 @@ def run_guidance(
         for step in range(cfg.steps):
             factor = _lr_factor(cfg, step)
             for group in opt.param_groups:
-                group["lr"] = group["initial_lr"] * factor
+                group["lr"] = group["initial_lr"] * factor * milestone_factor(group, step / cfg.steps)
             images = renderer.render(params)
             if cfg.snapshot_every and step % cfg.snapshot_every == 0:
                 snapshots.append((step, images.detach().cpu().clone()))
@@ -260,7 +281,7 @@ def run_guidance(
                 batch.append(patch_maker(images, generators, vp))
             emb = clip.encode_image(torch.cat(batch))
             emb_g = emb[: b * vg].view(b, vg, -1)
-            emb_p = emb[b * vg:].view(b, vp, -1) if patch_maker is not None else None
+            emb_p = emb[b * vg :].view(b, vp, -1) if patch_maker is not None else None
             out = loss_fn(emb_g, emb_p, targets)
             with torch.no_grad():  # keep-best before the step: the pixels renderer's image *is* its parameter
                 g_loss = out["global"].detach().cpu()
@@ -284,8 +305,9 @@ def run_guidance(
             opt.step()
             with torch.no_grad():
                 renderer.project(params, project)
-            info = StepInfo(step, cfg.steps, out["loss"].detach().cpu(), out["similarity"].detach().cpu(),
-                            opt.param_groups[0]["lr"])
+            info = StepInfo(
+                step, cfg.steps, out["loss"].detach().cpu(), out["similarity"].detach().cpu(), opt.param_groups[0]["lr"]
+            )
             history.append({"loss": float(info.loss.mean()), "similarity": float(info.similarity.mean())})
             if callback is not None and callback(info) is False:
                 break

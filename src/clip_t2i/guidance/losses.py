@@ -82,8 +82,14 @@ class GuidanceLoss:
     global views to the image's positive prompt direction (for progress display and keep-best reports).
     """
 
-    def __init__(self, kind: str = "cosine", global_weight: float = 1.0, patch_weight: float = 5.0,
-                 patch_rejection: float = 0.0, rejection_mode: str = "worst") -> None:
+    def __init__(
+        self,
+        kind: str = "cosine",
+        global_weight: float = 1.0,
+        patch_weight: float = 5.0,
+        patch_rejection: float = 0.0,
+        rejection_mode: str = "worst",
+    ) -> None:
         if rejection_mode not in REJECTION_MODES:
             raise ValueError(f"rejection mode must be one of {REJECTION_MODES}, got {rejection_mode!r}")
         if not 0.0 <= patch_rejection < 1.0:

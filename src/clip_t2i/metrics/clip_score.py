@@ -160,9 +160,7 @@ class CLIPScore(Metric):
     score_sum: Tensor
     count: Tensor
 
-    def __init__(
-        self, model: ClipLike, *, eval_model_id: str, guide_model_id: str | None, **kwargs: Any
-    ) -> None:
+    def __init__(self, model: ClipLike, *, eval_model_id: str, guide_model_id: str | None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.same_model = _check_ids(guide_model_id, eval_model_id)
         _check_model(model)

@@ -26,25 +26,49 @@ def register(app: typer.Typer) -> None:
             "fid,prdc,clip_score,mppd,vendi,judge"
         ),
         features: Annotated[str, typer.Option(help="judge | clip:NAME | inception | dinov2")] = "judge",
+        judge: Annotated[str, typer.Option(help="auto (analysis by synthesis / robust digits) | legacy")] = "auto",
+        mppd_features: Annotated[
+            str | None, typer.Option(help="Features for mPPD (default: pixels16 for shapes, else --features)")
+        ] = None,
         eval_clip: Annotated[str, typer.Option(help="CLIP for the CLIP score (not the guiding one)")] = "shapes-clip",
         reference: Annotated[str | None, typer.Option(help="shapes | digits | folder of real images")] = None,
         n_reference: Annotated[int, typer.Option(help="Reference images")] = 1000,
         size: Annotated[int | None, typer.Option(help="Resize all images to this side (default: most common)")] = None,
         out: Annotated[Path | None, typer.Option(help="Report folder (default: FOLDER/eval)")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+        overwrite: Annotated[
+            bool, typer.Option(help="Replace an earlier report (and, with --prompts, images)")
+        ] = False,
     ) -> None:
         """FID, precision/recall, CLIP score, mPPD, Vendi and judge accuracy for a folder of images."""
         from clip_t2i.errors import UserError
         from clip_t2i.metrics.report import evaluate_folder, markdown_table, write_report
+        from clip_t2i.utils.checks import check_int
+        from clip_t2i.utils.paths import check_writable_dir, refuse_existing
 
-        if n_reference < 2:
-            raise UserError("--n-reference must be ≥ 2")
+        check_int(n_reference, "--n-reference", minimum=2, cap="seeds")
+        if size is not None:
+            check_int(size, "--size", minimum=8, cap="image_size")
         names = tuple(m.strip() for m in metrics.split(",") if m.strip())
+        report_dir = out or folder / "eval"
+        check_writable_dir(report_dir)
+        refuse_existing(report_dir, REPORT_FILES, overwrite)
         if prompts is not None:
-            sample_prompts(prompts, folder, generator=generator, model=model, seeds=seeds)
-        report = evaluate_folder(folder, metrics=names, features=features, eval_clip=eval_clip, reference=reference,
-                                 n_reference=n_reference, size=size)
-        paths = write_report(report, out or folder / "eval")
+            sample_prompts(prompts, folder, generator=generator, model=model, seeds=seeds, overwrite=overwrite)
+        elif not folder.is_dir():
+            raise UserError(f"{folder} is not a folder of generated images; pass --prompts FILE to generate into it")
+        report = evaluate_folder(
+            folder,
+            metrics=names,
+            features=features,
+            eval_clip=eval_clip,
+            reference=reference,
+            n_reference=n_reference,
+            size=size,
+            judge=judge,
+            mppd_features=mppd_features,
+        )
+        paths = write_report(report, report_dir)
         public = {k: v for k, v in report.items() if not k.startswith("_")}
         public["report"] = {k: str(v) for k, v in paths.items()}
         if as_json:
@@ -54,24 +78,32 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"report: {paths['json']}, {paths['md']}, {paths['png']}")
 
 
-def sample_prompts(prompt_file: Path, folder: Path, *, generator: str, model: str, seeds: int) -> None:
+REPORT_FILES = ("report.json", "report.md", "report.png")
+
+
+def sample_prompts(
+    prompt_file: Path, folder: Path, *, generator: str, model: str, seeds: int, overwrite: bool = False
+) -> None:
     """Fill ``folder`` with ``seeds`` images per prompt of ``prompt_file`` from the pixels renderer or a GAN."""
     from clip_t2i.errors import UserError
+    from clip_t2i.utils.checks import check_choice, check_int
 
+    check_choice(generator, ("pixels", "gan"), "--generator")
+    check_int(seeds, "--seeds")
     if not prompt_file.is_file():
         raise UserError(f"prompt file {prompt_file} does not exist")
-    lines = [ln.strip() for ln in prompt_file.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    try:
+        text = prompt_file.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"prompt file {prompt_file} cannot be read as text ({e})") from None
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
     if not lines:
         raise UserError(f"prompt file {prompt_file} holds no prompts")
-    if seeds < 1:
-        raise UserError("--seeds must be ≥ 1")
     if generator == "pixels":
         from clip_t2i.pipeline import generate
 
-        generate(lines, model=model, seeds=list(range(seeds)), out=folder)
-    elif generator == "gan":
+        generate(lines, model=model, seeds=list(range(seeds)), out=folder, overwrite=overwrite)
+    else:
         from clip_t2i.gan import sample
 
-        sample(model, lines, n=seeds, seed=0, out=folder)
-    else:
-        raise UserError(f"--generator must be pixels or gan, not {generator!r}")
+        sample(model, lines, n=seeds, seed=0, out=folder, overwrite=overwrite)

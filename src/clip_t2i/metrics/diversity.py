@@ -56,9 +56,7 @@ def prompt_groups(prompt_ids: PromptIds, n: int) -> tuple[list[Any], Tensor, Ten
                 f"prompt_ids must be a 1-D integer tensor, got {prompt_ids.dtype} {tuple(prompt_ids.shape)}"
             )
         if prompt_ids.numel() != n:
-            raise UserError(
-                f"got {prompt_ids.numel()} prompt ids for {n} feature rows; give one id per image"
-            )
+            raise UserError(f"got {prompt_ids.numel()} prompt ids for {n} feature rows; give one id per image")
         uniq, inverse, counts = torch.unique(prompt_ids.long().cpu(), return_inverse=True, return_counts=True)
         return uniq.tolist(), inverse, counts
     if isinstance(prompt_ids, (str, bytes)) or not isinstance(prompt_ids, Sequence):
@@ -111,19 +109,13 @@ def per_prompt_distance(
         raise UserError("no features given; PPD needs at least 2 images per prompt")
     if bool((counts < 2).any()):
         i = int(torch.nonzero(counts < 2)[0])
-        raise UserError(
-            f"prompt {ids[i]!r} has {int(counts[i])} image; PPD needs at least 2 images (seeds) per prompt"
-        )
+        raise UserError(f"prompt {ids[i]!r} has {int(counts[i])} image; PPD needs at least 2 images (seeds) per prompt")
     inverse, counts = inverse.to(x.device), counts.to(x.device)
     n = counts.double()
     if distance == "cosine":
         u = _unit_rows(x)
-        sums = torch.zeros(len(ids), x.shape[1], dtype=torch.float64, device=x.device).index_add_(
-            0, inverse, u
-        )
-        self_sim = torch.zeros(len(ids), dtype=torch.float64, device=x.device).index_add_(
-            0, inverse, u.square().sum(1)
-        )
+        sums = torch.zeros(len(ids), x.shape[1], dtype=torch.float64, device=x.device).index_add_(0, inverse, u)
+        self_sim = torch.zeros(len(ids), dtype=torch.float64, device=x.device).index_add_(0, inverse, u.square().sum(1))
         mean_cos = (sums.square().sum(1) - self_sim) / (n * (n - 1))
         values = (1.0 - mean_cos).clamp(0.0, 2.0)
     else:
@@ -184,9 +176,7 @@ class MPPD(Metric):
                 raise UserError("MPPD.update needs integer prompt ids (map strings to ints first)")
             prompt_ids = torch.tensor(list(prompt_ids), dtype=torch.long)
         if prompt_ids.ndim != 1 or prompt_ids.is_floating_point() or prompt_ids.numel() != f.shape[0]:
-            raise UserError(
-                f"prompt_ids must be {f.shape[0]} integers (one per row), got {tuple(prompt_ids.shape)}"
-            )
+            raise UserError(f"prompt_ids must be {f.shape[0]} integers (one per row), got {tuple(prompt_ids.shape)}")
         self.features.append(f.double())
         self.prompt_ids.append(prompt_ids.long().to(f.device))
 

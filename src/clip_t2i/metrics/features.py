@@ -82,9 +82,7 @@ def small_linalg_threads(n: int) -> Iterator[None]:
 
 
 # ---------------------------------------------------------------------------------------------- validation
-def as_feature_matrix(
-    x: Any, what: str = "features", dim: int | None = None, check_finite: bool = True
-) -> Tensor:
+def as_feature_matrix(x: Any, what: str = "features", dim: int | None = None, check_finite: bool = True) -> Tensor:
     """Check ``x`` is a finite ``[N, D]`` float tensor (``dim`` checks D) and return it detached."""
     if not isinstance(x, Tensor):
         raise UserError(f"{what} must be a torch.Tensor [N, D], got {type(x).__name__}")
@@ -111,9 +109,7 @@ def check_images(images: Any, what: str = "images") -> Tensor:
     if images.numel():
         lo, hi = float(images.min()), float(images.max())
         if not (lo >= -_RANGE_SLACK and hi <= 1 + _RANGE_SLACK):  # also catches NaN
-            raise UserError(
-                f"{what} must be in [0, 1], got values in [{lo:.3g}, {hi:.3g}] (map [-1,1] by (x+1)/2)"
-            )
+            raise UserError(f"{what} must be in [0, 1], got values in [{lo:.3g}, {hi:.3g}] (map [-1,1] by (x+1)/2)")
     return images.detach()
 
 
@@ -177,9 +173,7 @@ class FeatureExtractor(nn.Module):
         images = check_images(images)
         out = self.features(images.to(_module_device(self)))
         if out.ndim != 2 or out.shape[1] != self.dim:
-            raise UserError(
-                f"extractor {self.name} returned shape {tuple(out.shape)}, expected [B, {self.dim}]"
-            )
+            raise UserError(f"extractor {self.name} returned shape {tuple(out.shape)}, expected [B, {self.dim}]")
         return out.float()
 
     def extra_repr(self) -> str:
@@ -209,9 +203,7 @@ class ClipFeatures(FeatureExtractor):
             dim = getattr(model, "embed_dim", None)
             if not isinstance(dim, int):
                 with torch.no_grad():
-                    dim = int(
-                        model.encode_image(torch.rand(1, 3, 64, 64, device=_module_device(model))).shape[-1]
-                    )
+                    dim = int(model.encode_image(torch.rand(1, 3, 64, 64, device=_module_device(model))).shape[-1])
         kwargs = dict(encode_kwargs or {})
         extra = ",".join(f"{k}={v}" for k, v in sorted(kwargs.items()))
         super().__init__(name=f"clip:{name}", dim=dim, version=f"{version};{extra}" if extra else version)
@@ -294,9 +286,7 @@ class InceptionV3Features(FeatureExtractor):
             state = state.get("state_dict", state) if isinstance(state, dict) else state
             net.load_state_dict(state)
         except Exception as exc:  # noqa: BLE001 - any load failure is a bad file from the user
-            raise UserError(
-                f"{path} is not a torchvision inception_v3 state dict ({type(exc).__name__})"
-            ) from None
+            raise UserError(f"{path} is not a torchvision inception_v3 state dict ({type(exc).__name__})") from None
         net.fc = nn.Identity()
         net.AuxLogits = None
         net.aux_logits = False

@@ -151,17 +151,11 @@ class FrechetDistance(Metric):
     ) -> None:
         super().__init__(**kwargs)
         if feature_extractor is not None and not callable(feature_extractor):
-            raise UserError(
-                f"feature_extractor must be callable or None, got {type(feature_extractor).__name__}"
-            )
+            raise UserError(f"feature_extractor must be callable or None, got {type(feature_extractor).__name__}")
         if num_features is None and feature_extractor is not None:
-            num_features = getattr(feature_extractor, "dim", None) or getattr(
-                feature_extractor, "num_features", None
-            )
+            num_features = getattr(feature_extractor, "dim", None) or getattr(feature_extractor, "num_features", None)
         if not isinstance(num_features, int) or num_features < 1:
-            raise UserError(
-                "FrechetDistance needs num_features=D (feature size) when the extractor has no .dim"
-            )
+            raise UserError("FrechetDistance needs num_features=D (feature size) when the extractor has no .dim")
         self.feature_extractor = feature_extractor
         self.num_features = num_features
         self.reset_real_features = bool(reset_real_features)
@@ -189,9 +183,7 @@ class FrechetDistance(Metric):
     def _mean_cov(self, side: str) -> tuple[Tensor, Tensor]:
         n = int(getattr(self, f"{side}_n"))
         if n < 2:
-            raise UserError(
-                f"FrechetDistance needs at least 2 {side} samples, got {n}; call update() with more"
-            )
+            raise UserError(f"FrechetDistance needs at least 2 {side} samples, got {n}; call update() with more")
         mu = getattr(self, f"{side}_sum") / n
         cov = (getattr(self, f"{side}_outer") - n * torch.outer(mu, mu)) / (n - 1)
         return mu, cov

@@ -115,17 +115,13 @@ def compute_prdc(real: Tensor, fake: Tensor, k: int = 3, chunk_size: int = DEFAU
     return _prdc(real, fake, k, chunk_size)
 
 
-def precision_recall(
-    real: Tensor, fake: Tensor, k: int = 3, chunk_size: int = DEFAULT_CHUNK
-) -> tuple[float, float]:
+def precision_recall(real: Tensor, fake: Tensor, k: int = 3, chunk_size: int = DEFAULT_CHUNK) -> tuple[float, float]:
     """Kynkäänniemi et al. improved precision and recall with k-NN balls (see module docstring)."""
     res = _prdc(real, fake, k, chunk_size)
     return res.precision, res.recall
 
 
-def density_coverage(
-    real: Tensor, fake: Tensor, k: int = 5, chunk_size: int = DEFAULT_CHUNK
-) -> tuple[float, float]:
+def density_coverage(real: Tensor, fake: Tensor, k: int = 5, chunk_size: int = DEFAULT_CHUNK) -> tuple[float, float]:
     """Naeem et al. density and coverage (default k = 5 as in the paper)."""
     res = _prdc(real, fake, k, chunk_size)
     return res.density, res.coverage
@@ -177,9 +173,7 @@ class PRDC(Metric):
         """Precision, recall, density and coverage of all fake vs all real features so far."""
         if not self.real_features or not self.fake_features:
             raise UserError("PRDC needs both real and fake features; call update(x, real=True/False) first")
-        res = _prdc(
-            dim_zero_cat(self.real_features), dim_zero_cat(self.fake_features), self.k, self.chunk_size
-        )
+        res = _prdc(dim_zero_cat(self.real_features), dim_zero_cat(self.fake_features), self.k, self.chunk_size)
         return {key: torch.tensor(v, dtype=torch.float64) for key, v in res.as_dict().items()}
 
     def reset(self) -> None:

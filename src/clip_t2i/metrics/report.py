@@ -12,9 +12,14 @@ Metrics (choose with ``metrics``):
 * ``prdc`` — precision / recall / density / coverage on the same features (k = 3 / 5);
 * ``clip_score`` — 100·max(cos, 0) under an *evaluating* CLIP (``eval_clip``) that should differ from the
   guiding one (read from each image's ``model`` field): the report warns when they coincide;
-* ``mppd`` — per-prompt diversity (mean pairwise cosine distance of the features of a prompt's images);
+* ``mppd`` — per-prompt diversity (mean pairwise cosine distance of the features of a prompt's images), on
+  ``mppd_features`` (default for the shapes world: centred 16x16 pixels, which see the world's nuisance factors
+  that judge and CLIP features are nearly blind to; otherwise ``features``); the report names them;
 * ``vendi`` — Vendi score overall and per prompt;
-* ``judge`` — the judge's per-attribute and all-attributes accuracy.
+* ``judge`` — recognised fraction, per-attribute and all-attributes accuracy of the default judges (shapes:
+  analysis by synthesis; digits: robust classifier + realism gate) or, with ``judge="legacy"``, of the old CNN
+  judges; for the shapes world also ``factor_diversity``: per nuisance factor, the spread over seeds of the fitted
+  values of each prompt's recognised images relative to real renders of the same caption (mean over prompts).
 """
 
 from __future__ import annotations
@@ -72,14 +77,15 @@ def read_folder(folder: str | Path, size: int | None = None) -> ImageSet:
 def _fit(image: torch.Tensor, size: int) -> torch.Tensor:
     if image.shape[-2:] == (size, size):
         return image
-    x = F.interpolate(image[None], size=(size, size), mode="bilinear", align_corners=False,
-                      antialias=min(image.shape[-2:]) > size)
+    x = F.interpolate(
+        image[None], size=(size, size), mode="bilinear", align_corners=False, antialias=min(image.shape[-2:]) > size
+    )
     return x[0].clamp(0, 1)
 
 
 def domain_of(prompts: list[str]) -> str:
     """``shapes``, ``digits`` or ``other`` — what the prompts describe (for the judge and references)."""
-    from clip_t2i.metrics.judge import prompt_domain
+    from clip_t2i.metrics.judges.prompts import prompt_domain
 
     kinds = {prompt_domain(p) for p in prompts}
     if kinds == {"shapes"}:
@@ -116,7 +122,7 @@ def feature_extractor(spec: str, domain: str):
     from clip_t2i.metrics import features as feats
 
     if spec == "judge":
-        from clip_t2i.metrics.judge import judge_feature_extractor, load_judge
+        from clip_t2i.metrics.judges.cnn import judge_feature_extractor, load_judge
 
         if domain not in ("shapes", "digits"):
             raise UserError("--features judge needs shapes or digits prompts; use clip:NAME, inception or dinov2")
@@ -147,10 +153,19 @@ def evaluate_folder(
     n_reference: int = 1000,
     size: int | None = None,
     seed: int = 0,
+    judge: str = "auto",
+    mppd_features: str | None = None,
 ) -> dict[str, Any]:
-    """Compute the requested metrics for the images of ``folder``; returns one JSON-able dict."""
-    from clip_t2i.metrics.features import extract_features
+    """Compute the requested metrics for the images of ``folder``; returns one JSON-able dict.
 
+    ``judge``: ``auto`` (the default judges) or ``legacy`` (the old CNN judges' verdicts, to reproduce old
+    tables). ``mppd_features``: features for mPPD (default: ``pixels16`` for the shapes world, else ``features``).
+    """
+    from clip_t2i.metrics.features import extract_features
+    from clip_t2i.metrics.judges.scoring import JUDGE_CHOICES
+
+    if judge not in JUDGE_CHOICES:
+        raise UserError(f"--judge must be one of {', '.join(JUDGE_CHOICES)}, not {judge!r}")
     unknown = [m for m in metrics if m not in ALL_METRICS]
     if unknown:
         raise UserError(f"unknown metric {unknown[0]!r}; choose from {', '.join(ALL_METRICS)}")
@@ -163,8 +178,14 @@ def evaluate_folder(
         raise UserError(f"{missing} carries no prompt metadata (needed for {', '.join(sorted(metrics))})")
     domain = domain_of(prompts)
     report: dict[str, Any] = {
-        "folder": str(folder), "n_images": n, "n_prompts": len(set(prompts)), "size": int(data.images.shape[-1]),
-        "domain": domain, "features": features, "metrics": {}, "warnings": [],
+        "folder": str(folder),
+        "n_images": n,
+        "n_prompts": len(set(prompts)),
+        "size": int(data.images.shape[-1]),
+        "domain": domain,
+        "features": features,
+        "metrics": {},
+        "warnings": [],
     }
     feat = None
     if {"fid", "prdc", "mppd", "vendi"} & set(metrics):
@@ -173,6 +194,11 @@ def evaluate_folder(
         if not torch.isfinite(feat).all():
             raise UserError(f"the {features} features of some images are NaN or infinite")
     out = report["metrics"]
+    if "mppd" in metrics:
+        from clip_t2i.metrics.judges.diversity import PIXEL_FEATURES
+
+        mppd_features = mppd_features or (PIXEL_FEATURES if domain == "shapes" else features)
+        report["mppd_features"] = mppd_features
     if {"fid", "prdc"} & set(metrics):
         ref_name = reference or (domain if domain in ("shapes", "digits") else None)
         if ref_name is None:
@@ -194,7 +220,16 @@ def evaluate_folder(
     if "mppd" in metrics:
         from clip_t2i.metrics.diversity import per_prompt_distance
 
-        res = per_prompt_distance(feat, prompts, distance="cosine")
+        mfeat = feat
+        if mppd_features != features:
+            if mppd_features == "pixels16":
+                from clip_t2i.metrics.judges.diversity import pixel_feature_extractor
+
+                mext = pixel_feature_extractor()
+            else:
+                mext = feature_extractor(mppd_features, domain)
+            mfeat = extract_features(mext, data.images, batch_size=128)
+        res = per_prompt_distance(mfeat, prompts, distance="cosine")
         out["mppd"] = float(res.mean)
         out["ppd_per_prompt"] = {str(p): float(v) for p, v in zip(res.prompt_ids, res.values, strict=True)}
     if "vendi" in metrics:
@@ -211,20 +246,41 @@ def evaluate_folder(
         guide = guides[0] if len(guides) == 1 else (",".join(guides) or None)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            res = compute_clip_score(data.images, prompts, load_clip(eval_clip), eval_model_id=eval_clip,
-                                     guide_model_id=guide)
-        out["clip_score"] = {"value": float(res.score), "eval_clip": eval_clip, "guide": guide,
-                             "same_model": bool(res.same_model)}
+            res = compute_clip_score(
+                data.images, prompts, load_clip(eval_clip), eval_model_id=eval_clip, guide_model_id=guide
+            )
+        out["clip_score"] = {
+            "value": float(res.score),
+            "eval_clip": eval_clip,
+            "guide": guide,
+            "same_model": bool(res.same_model),
+        }
         report["warnings"] += [str(w.message) for w in caught]
     if "judge" in metrics:
-        from clip_t2i.metrics.judge import judge_digits, judge_shapes
+        from clip_t2i.metrics.judges.scoring import judge_digits, judge_shapes
 
-        if domain == "shapes":
-            out["judge"] = judge_shapes(data.images, prompts).accuracy
-        elif domain == "digits":
-            out["judge"] = judge_digits(data.images, prompts).accuracy
+        if domain in ("shapes", "digits"):
+            fn = judge_shapes if domain == "shapes" else judge_digits
+            rep = fn(data.images, prompts, judge=judge)
+            out["judge"] = rep.accuracy
+            report["judge"] = {"name": rep.judge, "n": rep.n, "skipped": rep.skipped, "notes": rep.notes}
+            if domain == "shapes" and getattr(rep, "fit", None) is not None:
+                from clip_t2i.metrics.judges.diversity import factor_diversity
+
+                fd = factor_diversity(rep.fit, [prompts[i] for i in rep.judged], seed=seed)
+                out["factor_diversity"] = {**fd["ratio"], "mean": fd["mean"]}
+                out["factor_std"] = fd["std"]
+                out["factor_std_real"] = fd["std_real"]
+                out["factor_diversity_per_prompt"] = fd["per_prompt"]
+                report["factor_diversity"] = {k: fd[k] for k in ("n_prompts", "n_prompts_skipped", "n_real_per_prompt")}
         else:
-            report["warnings"].append("judge skipped: prompts are not all shapes or all digits prompts")
+            from clip_t2i.metrics.judges.prompts import read_prompt
+
+            words = sorted({w for p in prompts for w in read_prompt(p).words})
+            report["warnings"].append(
+                "judge skipped: prompts are not all shapes or all digits prompts"
+                + (f" (words the judges cannot read: {', '.join(words)})" if words else "")
+            )
     report["_data"] = data
     return report
 
@@ -265,7 +321,10 @@ def markdown_table(report: dict[str, Any]) -> str:
     warn = "".join(f"\n> warning: {w}\n" for w in report.get("warnings", []))
     return (
         f"# Evaluation of `{report['folder']}`\n\n{report['n_images']} images, {report['n_prompts']} prompts, "
-        f"{report['size']}×{report['size']}, features: {report['features']}\n{warn}\n"
+        f"{report['size']}×{report['size']}, features: {report['features']}"
+        + (f", mPPD features: {report['mppd_features']}" if report.get("mppd_features") else "")
+        + (f", judge: {report['judge']['name']}" if isinstance(report.get("judge"), dict) else "")
+        + f"\n{warn}\n"
         f"| metric | value |\n|---|---|\n{rows}\n"
     )
 

@@ -113,18 +113,14 @@ class VendiScore(Metric):
     ) -> None:
         super().__init__(**kwargs)
         if num_features is None and feature_extractor is not None:
-            num_features = getattr(feature_extractor, "dim", None) or getattr(
-                feature_extractor, "num_features", None
-            )
+            num_features = getattr(feature_extractor, "dim", None) or getattr(feature_extractor, "num_features", None)
         if not isinstance(num_features, int) or num_features < 1:
             raise UserError("VendiScore needs num_features=D (feature size) when the extractor has no .dim")
         self.num_features = num_features
         self.q = _check_q(q)
         self.per_prompt = bool(per_prompt)
         self.feature_extractor = feature_extractor
-        self.add_state(
-            "gram", torch.zeros(num_features, num_features, dtype=torch.float64), dist_reduce_fx="sum"
-        )
+        self.add_state("gram", torch.zeros(num_features, num_features, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
         if self.per_prompt:
             self.add_state("features", [], dist_reduce_fx="cat")
@@ -141,15 +137,9 @@ class VendiScore(Metric):
         if self.per_prompt:
             if prompt_ids is None:
                 raise UserError("VendiScore(per_prompt=True).update needs prompt_ids (one int per row)")
-            ids = (
-                prompt_ids
-                if isinstance(prompt_ids, Tensor)
-                else torch.tensor(list(prompt_ids), dtype=torch.long)
-            )
+            ids = prompt_ids if isinstance(prompt_ids, Tensor) else torch.tensor(list(prompt_ids), dtype=torch.long)
             if ids.ndim != 1 or ids.is_floating_point() or ids.numel() != u.shape[0]:
-                raise UserError(
-                    f"prompt_ids must be {u.shape[0]} integers (one per row), got {tuple(ids.shape)}"
-                )
+                raise UserError(f"prompt_ids must be {u.shape[0]} integers (one per row), got {tuple(ids.shape)}")
             self.features.append(u)
             self.prompt_ids.append(ids.long().to(u.device))
 

@@ -97,7 +97,7 @@ def evaluate_clip(clip: ClipModel, data: list[str], n: int = 1000, seed: int = 1
         else:
             from clip_t2i.errors import UserError
 
-            raise UserError(f"eval data must be shapes, shapes2 or digits, not {d!r}")
+            raise UserError(f"--data must be shapes, shapes2 or digits, not {d!r}")
     return out
 
 

@@ -54,25 +54,47 @@ def generate_cmd(
     mp4: Annotated[bool, typer.Option("--mp4", help="Also write each optimisation as an MP4 (needs ffmpeg)")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
+    overwrite: Annotated[bool, typer.Option(help="Replace files of the same names in --out (else: an error)")] = False,
+    strict: Annotated[bool, typer.Option(help="Refuse words the model never saw in training (else: warn)")] = False,
 ) -> None:
     """Generate images from text with CLIP guidance: one PNG (with metadata + JSON sidecar) per prompt x seed."""
     from clip_t2i.pipeline import generate
+    from clip_t2i.utils.checks import check_int
 
-    if size is not None and size < 8:
-        raise UserError(f"--size must be >= 8, got {size}")
-    if batch_size is not None and batch_size < 1:
-        raise UserError(f"--batch-size must be >= 1, got {batch_size}")
+    if size is not None:
+        check_int(size, "--size", minimum=8, cap="image_size")
+    if batch_size is not None:
+        check_int(batch_size, "--batch-size", cap="batch")
     g_over, r_over = _split_overrides(set_ or [])
     result = generate(
-        prompts, model=model, seeds=seeds, steps=steps, preset=preset, renderer=renderer, size=size,
-        init_image=str(init_image) if init_image is not None else None, guidance=g_over, renderer_options=r_over,
-        out=out, gif=gif, mp4=mp4, progress=progress, batch_size=batch_size,
+        prompts,
+        model=model,
+        seeds=seeds,
+        steps=steps,
+        preset=preset,
+        renderer=renderer,
+        size=size,
+        init_image=str(init_image) if init_image is not None else None,
+        guidance=g_over,
+        renderer_options=r_over,
+        out=out,
+        gif=gif,
+        mp4=mp4,
+        progress=progress,
+        batch_size=batch_size,
+        overwrite=overwrite,
+        strict=strict,
     )
     summary = {
-        "out": str(out), "model": model, "preset": preset, "images": len(result.records),
-        "seconds": round(result.seconds, 2), "seconds_per_image": round(result.seconds_per_image, 3),
-        "files": [{k: r[k] for k in ("file", "prompt", "seed", "similarity", "gif", "mp4") if k in r}
-                  for r in result.records],
+        "out": str(out),
+        "model": model,
+        "preset": preset,
+        "images": len(result.records),
+        "seconds": round(result.seconds, 2),
+        "seconds_per_image": round(result.seconds_per_image, 3),
+        "files": [
+            {k: r[k] for k in ("file", "prompt", "seed", "similarity", "gif", "mp4") if k in r} for r in result.records
+        ],
     }
     if as_json:
         _print_json(summary)
@@ -93,28 +115,45 @@ def presets_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print one 
         return
     for name, p in data.items():
         g = p["guidance"]
-        typer.echo(f"{name:10s} {p['renderer']:8s} {g['steps']:4d} steps, {g['global_views']}+{g['patch_views']} views"
-                   f"  {p['description'][:80]}")
+        typer.echo(
+            f"{name:10s} {p['renderer']:8s} {g['steps']:4d} steps, {g['global_views']}+{g['patch_views']} views"
+            f"  {p['description'][:80]}"
+        )
     typer.echo(f"renderers: {', '.join(list_renderers())}")
 
 
 def judge_cmd(
     folder: Annotated[Path, typer.Argument(help="Folder of generated PNGs (prompt in metadata or sidecar)")],
     with_size: Annotated[bool, typer.Option("--with-size", help="Count size in the all-attributes accuracy")] = False,
+    judge: Annotated[
+        str, typer.Option(help="auto (analysis by synthesis / robust digits) | legacy (the old CNN judges)")
+    ] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
-    """Judge generated images against their prompts: per-attribute and all-attributes accuracy."""
-    from clip_t2i.metrics.judge import SHAPES_ATTRIBUTES, judge_directory
+    """Judge generated images against their prompts: recognised, per-attribute and all-attributes accuracy."""
+    from clip_t2i.metrics.judges.cnn import SHAPES_ATTRIBUTES
+    from clip_t2i.metrics.judges.scoring import judge_directory
 
     attrs = SHAPES_ATTRIBUTES if with_size else ("colour", "shape", "position")
-    report = judge_directory(folder, all_attributes=attrs)
+    report = judge_directory(folder, all_attributes=attrs, judge=judge)
     if as_json:
-        _print_json({d: {k: v for k, v in r.items()} for d, r in report.items()})
+        _print_json(report)
         return
+    skipped = report.pop("skipped", None)
     for domain, r in report.items():
-        accs = ", ".join(f"{k} {v:.1%}" for k, v in r["accuracy"].items() if k != "all")
-        typer.echo(f"{domain}: {r['n']} images; {accs}; all ({'+'.join(r['all_attributes'])}) "
-                   f"{r['accuracy']['all']:.1%}")
+        accs = ", ".join(f"{k} {v:.1%}" for k, v in r["accuracy"].items() if k not in ("all", "recognised"))
+        rec = f"recognised {r['recognised']:.1%}; " if r.get("recognised") is not None else ""
+        typer.echo(
+            f"{domain} ({r['judge']}): {r['n']} images; {rec}{accs}; "
+            f"all ({'+'.join(r['all_attributes'])}) {r['accuracy']['all']:.1%}"
+        )
+        for note in r.get("notes", []):
+            typer.echo(f"  note: {note}")
+    if skipped:
+        typer.echo(
+            f"skipped {skipped['n']} image(s) whose prompt cannot be judged ({'; '.join(skipped['reasons'])}): "
+            f"words {', '.join(skipped['words']) or 'none'}"
+        )
 
 
 def train_judge_cmd(
@@ -122,18 +161,42 @@ def train_judge_cmd(
     steps: Annotated[int | None, typer.Option(help="Optimizer steps (default 1000 shapes, 1500 digits)")] = None,
     batch_size: Annotated[int, typer.Option()] = 128,
     seed: Annotated[int, typer.Option()] = 0,
+    adv_eps: Annotated[
+        float, typer.Option(help="Digits: adversarial training, L2 radius on the 32x32 luminance (0 = clean)")
+    ] = 0.0,
+    adv_steps: Annotated[int, typer.Option(help="Digits: PGD steps of the training attack")] = 5,
+    name: Annotated[
+        str | None, typer.Option(help="Zoo name (default shapes-judge, digits-judge, digits-judge-robust)")
+    ] = None,
+    threads: Annotated[int, typer.Option(help="torch threads (0 = default)")] = 0,
     out: Annotated[Path, typer.Option(help="Folder for <name>.safetensors/.json/.md")] = Path("src/clip_t2i/zoo"),
 ) -> None:
-    """Train a judge (shapes attribute or digit classifier) and write its zoo files."""
-    from clip_t2i.metrics.judge import JudgeTrainConfig, train_judge, write_zoo_entry
+    """Train a CNN judge (shapes attribute or digit classifier; digits optionally adversarially) and write its
+    zoo files."""
+    import torch
+
+    from clip_t2i.metrics.judges.cards import write_zoo_entry
+    from clip_t2i.metrics.judges.training import JudgeTrainConfig, train_judge
     from clip_t2i.pipeline import _check_writable_dir
 
+    if kind not in ("shapes", "digits"):
+        raise UserError(f"--kind must be shapes or digits, not {kind!r}")
+    if adv_eps < 0 or (adv_eps > 0 and kind != "digits"):
+        raise UserError("--adv-eps > 0 (adversarial training) is for --kind digits only")
+    if threads > 0:
+        torch.set_num_threads(threads)
     _check_writable_dir(out)
     steps = steps or (1000 if kind == "shapes" else 1500)
-    cfg = JudgeTrainConfig(kind=kind, steps=steps, batch_size=batch_size, seed=seed)
+    cfg = JudgeTrainConfig(
+        kind=kind, steps=steps, batch_size=batch_size, seed=seed, adv_eps=adv_eps, adv_steps=adv_steps
+    )
     model, metrics = train_judge(cfg, log=lambda m: typer.echo(m, err=True))
     command = f"clip-t2i train-judge --kind {kind} --steps {steps} --batch-size {batch_size} --seed {seed}"
-    path = write_zoo_entry(model, metrics, out, command)
+    if adv_eps > 0:
+        command += f" --adv-eps {adv_eps:g} --adv-steps {adv_steps}"
+    if name:
+        command += f" --name {name}"
+    path = write_zoo_entry(model, metrics, out, command + (f" --threads {threads}" if threads else ""), name=name)
     typer.echo(f"saved {path}: {json.dumps(metrics)}")
 
 

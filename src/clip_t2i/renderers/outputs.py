@@ -32,6 +32,24 @@ def slugify(text: str, max_len: int = 40) -> str:
     return (slug[:max_len].rstrip("-")) or "prompt"
 
 
+def image_stem(prompt_index: int, prompt: str, seed: int) -> str:
+    """The one file-name scheme of every image-writing command: ``{prompt index:03d}-{slug}-seed{seed:04d}``.
+
+    Zero-padded so that a listing sorts by prompt, then seed (seed0010 after seed0009, not after seed0001).
+    """
+    return f"{prompt_index:03d}-{slugify(prompt)}-seed{seed:04d}"
+
+
+def image_file_names(
+    prompts: Sequence[str], seeds: Sequence[int], exts: Sequence[str] = (".png", ".json")
+) -> list[str]:
+    """Every file name written for ``prompts`` x ``seeds`` (prompt index = order of first appearance)."""
+    index: dict[str, int] = {}
+    for p in prompts:
+        index.setdefault(p, len(index))
+    return [image_stem(index[p], p, s) + e for p in prompts for s in seeds for e in exts]
+
+
 def to_uint8(image: Tensor) -> np.ndarray:
     """``[3, H, W]`` in [0, 1] -> ``[H, W, 3]`` uint8."""
     return (image.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
@@ -137,8 +155,30 @@ def save_mp4(path: str | Path, frames: Sequence[Tensor], fps: int = 10, min_side
     data = b"".join(to_uint8(f)[:h2, :w2].tobytes() for f in big)
     path = Path(path)
     with atomic_write(path) as tmp:
-        cmd = [exe, "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w2}x{h2}",
-               "-r", str(fps), "-i", "-", "-an", "-vcodec", "libx264", "-pix_fmt", "yuv420p", "-f", "mp4", str(tmp)]
+        cmd = [
+            exe,
+            "-y",
+            "-loglevel",
+            "error",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-s",
+            f"{w2}x{h2}",
+            "-r",
+            str(fps),
+            "-i",
+            "-",
+            "-an",
+            "-vcodec",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-f",
+            "mp4",
+            str(tmp),
+        ]
         proc = subprocess.run(cmd, input=data, capture_output=True, check=False)
         if proc.returncode != 0:
             msg = proc.stderr.decode(errors="replace").strip().splitlines()
@@ -155,5 +195,5 @@ def make_grid(images: Tensor, ncol: int, pad: int = 2, min_side: int = 128) -> T
     for i in range(n):
         r, col = divmod(i, ncol)
         y0, x0 = pad + r * (h + pad), pad + col * (w + pad)
-        grid[:, y0: y0 + h, x0: x0 + w] = images[i]
+        grid[:, y0 : y0 + h, x0 : x0 + w] = images[i]
     return grid

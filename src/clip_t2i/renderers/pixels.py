@@ -71,8 +71,9 @@ def _check_options(o: PixelOptions) -> None:
         raise UserError(f"gmm_hue must lie in [0, 1], got {o.gmm_hue}")
 
 
-def initial_images(size: int, options: PixelOptions, generators: Sequence[torch.Generator],
-                   context: InitContext | None) -> Tensor:
+def initial_images(
+    size: int, options: PixelOptions, generators: Sequence[torch.Generator], context: InitContext | None
+) -> Tensor:
     """Starting images ``[B, 3, size, size]`` in [0, 1], each drawn from its own generator."""
     o = options
     out = []
@@ -115,8 +116,9 @@ class PixelRenderer:
         self.options = options or PixelOptions()
         _check_options(self.options)
 
-    def init(self, batch: int, generator: torch.Generator | Sequence[torch.Generator],
-             context: InitContext | None = None) -> list[Tensor]:
+    def init(
+        self, batch: int, generator: torch.Generator | Sequence[torch.Generator], context: InitContext | None = None
+    ) -> list[Tensor]:
         x = initial_images(self.size, self.options, per_image_generators(batch, generator), context)
         return [x.requires_grad_(True)]
 
@@ -144,8 +146,10 @@ class PyramidRenderer:
         if o.levels < 1:
             raise UserError(f"pyramid levels must be >= 1, got {o.levels}")
         if size % (2 ** (o.levels - 1)) != 0 or size // 2 ** (o.levels - 1) < 2:
-            raise UserError(f"image size {size} cannot hold {o.levels} pyramid levels (needs size / 2^(levels-1) "
-                            "to be an integer >= 2)")
+            raise UserError(
+                f"image size {size} cannot hold {o.levels} pyramid levels (needs size / 2^(levels-1) "
+                "to be an integer >= 2)"
+            )
         if o.level_lr is not None and len(o.level_lr) != o.levels:
             raise UserError(f"level_lr needs {o.levels} entries (finest first), got {len(o.level_lr)}")
         self.size, self.options = int(size), o
@@ -163,8 +167,9 @@ class PyramidRenderer:
         levels = [gauss[k] - self._up(gauss[k + 1], self.sizes[k]) for k in range(len(gauss) - 1)]
         return [*levels, gauss[-1]]
 
-    def init(self, batch: int, generator: torch.Generator | Sequence[torch.Generator],
-             context: InitContext | None = None) -> list[Tensor]:
+    def init(
+        self, batch: int, generator: torch.Generator | Sequence[torch.Generator], context: InitContext | None = None
+    ) -> list[Tensor]:
         x = initial_images(self.size, self.options, per_image_generators(batch, generator), context)
         return [level.contiguous().requires_grad_(True) for level in self.decompose(x)]
 

@@ -34,25 +34,37 @@ class Preset:
     renderer_options: dict[str, Any] = field(default_factory=dict)
     description: str = ""
 
-    def with_overrides(self, *, guidance: dict[str, Any] | None = None, renderer: str | None = None,
-                       renderer_options: dict[str, Any] | None = None) -> Preset:
+    def with_overrides(
+        self,
+        *,
+        guidance: dict[str, Any] | None = None,
+        renderer: str | None = None,
+        renderer_options: dict[str, Any] | None = None,
+    ) -> Preset:
         """A validated copy with some guidance fields, the renderer or renderer options replaced."""
         g = {**dataclass_to_dict(self.guidance), **(guidance or {})}
         base = dict(self.renderer_options)
         if renderer and renderer != self.renderer:  # keep only the options the new renderer knows
             known = {f.name for f in dataclasses.fields(renderer_class(renderer).Options)}
             base = {k: v for k, v in base.items() if k in known}
-        return preset_from_dict(self.name, {
-            "description": self.description,
-            "renderer": renderer or self.renderer,
-            "renderer_options": {**base, **(renderer_options or {})},
-            "guidance": g,
-        })
+        return preset_from_dict(
+            self.name,
+            {
+                "description": self.description,
+                "renderer": renderer or self.renderer,
+                "renderer_options": {**base, **(renderer_options or {})},
+                "guidance": g,
+            },
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "description": self.description, "renderer": self.renderer,
-                "renderer_options": copy.deepcopy(self.renderer_options),
-                "guidance": dataclass_to_dict(self.guidance)}
+        return {
+            "name": self.name,
+            "description": self.description,
+            "renderer": self.renderer,
+            "renderer_options": copy.deepcopy(self.renderer_options),
+            "guidance": dataclass_to_dict(self.guidance),
+        }
 
 
 def preset_from_dict(name: str, data: dict[str, Any]) -> Preset:
@@ -73,10 +85,13 @@ def preset_from_dict(name: str, data: dict[str, Any]) -> Preset:
         guidance.validate()
     except ValueError as e:
         raise UserError(f"{where}.guidance: {e}") from None
-    return Preset(name=name, renderer=renderer, guidance=guidance,
-                  renderer_options={k: v for k, v in dataclass_to_dict(opts).items()
-                                    if k in data.get("renderer_options", {})},
-                  description=str(data.get("description", "")))
+    return Preset(
+        name=name,
+        renderer=renderer,
+        guidance=guidance,
+        renderer_options={k: v for k, v in dataclass_to_dict(opts).items() if k in data.get("renderer_options", {})},
+        description=str(data.get("description", "")),
+    )
 
 
 def _read(path: Path) -> Preset:

@@ -32,8 +32,9 @@ class GaussianPrior:
     exactly ``Sigma_c + eps I``.
     """
 
-    def __init__(self, means: Tensor, factors: list[Tensor], low_rank: list[bool], resolution: int,
-                 eps: float = 1e-4) -> None:
+    def __init__(
+        self, means: Tensor, factors: list[Tensor], low_rank: list[bool], resolution: int, eps: float = 1e-4
+    ) -> None:
         self.means, self.factors, self.low_rank = means, factors, low_rank
         self.resolution, self.eps = int(resolution), float(eps)
 
@@ -46,8 +47,11 @@ class GaussianPrior:
         """Fit on ``images [N, 3, H, W]`` in [0, 1] with integer ``labels [N]`` (area-downsampled to ``resolution``)."""
         if images.ndim != 4 or images.shape[1] != 3 or images.shape[0] != labels.shape[0] or images.shape[0] == 0:
             raise UserError("GaussianPrior.fit needs images [N, 3, H, W] and labels [N] with N >= 1")
-        x = F.interpolate(images.float(), size=(resolution, resolution), mode="area") if images.shape[-1] != \
-            resolution else images.float()
+        x = (
+            F.interpolate(images.float(), size=(resolution, resolution), mode="area")
+            if images.shape[-1] != resolution
+            else images.float()
+        )
         x = (x * 2 - 1).flatten(1)  # [N, d] in [-1, 1]
         d = x.shape[1]
         means, factors, low_rank = [], [], []
@@ -145,8 +149,10 @@ def hue_rotate(images: Tensor, angles: Tensor) -> Tensor:
     """Rotate the colours of ``images [n, 3, h, w]`` about the grey axis ``(1, 1, 1)/√3`` by ``angles [n]``
     (radians; Rodrigues' formula), clamped to [0, 1]. Greys are fixed points; 2π/3 permutes R→G→B."""
     # cross-product matrix of the unit grey axis
-    K = torch.tensor([[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]], dtype=images.dtype,
-                     device=images.device) * 3**-0.5
+    K = (
+        torch.tensor([[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]], dtype=images.dtype, device=images.device)
+        * 3**-0.5
+    )
     c, s_ = torch.cos(angles).view(-1, 1, 1), torch.sin(angles).view(-1, 1, 1)
     R = torch.eye(3, dtype=images.dtype, device=images.device) + s_ * K + (1 - c) * (K @ K)
     return torch.einsum("nij,njhw->nihw", R, images).clamp(0.0, 1.0)

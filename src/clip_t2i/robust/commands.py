@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from clip_t2i.errors import UserError
+from clip_t2i.robust.config import RobustTrainConfig as _ROBUST
 
 
 def _print_json(obj) -> None:
@@ -28,51 +29,79 @@ def _floats(text: str, what: str) -> list[float]:
 
 
 def robustify_cmd(
-    model: Annotated[str, typer.Option(help="Zoo name, .safetensors or config to start from")] = "shapes-clip",
-    data: Annotated[str, typer.Option(help="shapes | shapes2 | digits | image-text folder | shards")] = "shapes",
-    out: Annotated[Path, typer.Option(help="Run folder")] = Path("runs/robust"),
-    objective: Annotated[str, typer.Option(help="clipag | tecoa | fare")] = "clipag",
-    attack: Annotated[str, typer.Option(help="pgd | fast | free | none (clean fine-tuning)")] = "pgd",
-    norm: Annotated[str, typer.Option(help="l2 | linf")] = "l2",
-    eps: Annotated[float, typer.Option(help="L2 radius at 224x224 (rescaled to the model); Linf per pixel")] = 1.5,
-    attack_steps: Annotated[int, typer.Option(help="PGD-k iterations")] = 3,
+    model: Annotated[str, typer.Option(help="Zoo name, .safetensors or config to start from")] = _ROBUST.model,
+    data: Annotated[str, typer.Option(help="shapes | shapes2 | digits | image-text folder | shards")] = _ROBUST.data,
+    out: Annotated[Path, typer.Option(help="Run folder")] = Path(_ROBUST.out),
+    objective: Annotated[str, typer.Option(help="clipag | tecoa | fare")] = _ROBUST.objective,
+    attack: Annotated[str, typer.Option(help="pgd | fast | free | none (clean fine-tuning)")] = _ROBUST.attack,
+    norm: Annotated[str, typer.Option(help="l2 | linf")] = _ROBUST.norm,
+    eps: Annotated[float, typer.Option(help="L2 radius at 224x224 (rescaled); Linf per pixel")] = _ROBUST.eps,
+    attack_steps: Annotated[int, typer.Option(help="PGD-k iterations")] = _ROBUST.attack_steps,
     step_size: Annotated[float | None, typer.Option(help="Attack step in units of ε")] = None,
-    free_replays: Annotated[int, typer.Option(help="Replays per minibatch (free)")] = 4,
-    clean_weight: Annotated[float, typer.Option(help="Weight of the clean-image loss")] = 0.0,
-    eps_warmup_steps: Annotated[int, typer.Option(help="Linear ε ramp")] = 0,
-    steps: Annotated[int, typer.Option(help="Optimizer steps")] = 500,
-    batch_size: Annotated[int, typer.Option(help="Batch per process and micro-batch")] = 128,
-    grad_accum: Annotated[int, typer.Option(help="Micro-batches per step")] = 1,
-    lr: Annotated[float, typer.Option(help="Peak AdamW learning rate")] = 2e-5,
-    weight_decay: Annotated[float, typer.Option()] = 1e-4,
-    warmup_steps: Annotated[int, typer.Option()] = 50,
-    grad_clip: Annotated[float, typer.Option()] = 1.0,
-    mixed_precision: Annotated[str, typer.Option(help="no | bf16 | fp16")] = "no",
-    positives: Annotated[str, typer.Option(help="label | caption")] = "label",
-    seed: Annotated[int, typer.Option()] = 0,
-    num_workers: Annotated[int, typer.Option()] = 0,
-    log_every: Annotated[int, typer.Option()] = 25,
-    ckpt_every: Annotated[int, typer.Option()] = 250,
-    eval_every: Annotated[int, typer.Option(help="Quick clean/PGD eval every N steps (0: never)")] = 0,
+    free_replays: Annotated[int, typer.Option(help="Replays per minibatch (free)")] = _ROBUST.free_replays,
+    clean_weight: Annotated[float, typer.Option(help="Weight of the clean-image loss")] = _ROBUST.clean_weight,
+    eps_warmup_steps: Annotated[int, typer.Option(help="Linear ε ramp")] = _ROBUST.eps_warmup_steps,
+    steps: Annotated[int, typer.Option(help="Optimizer steps")] = _ROBUST.steps,
+    batch_size: Annotated[int, typer.Option(help="Batch per process and micro-batch")] = _ROBUST.batch_size,
+    grad_accum: Annotated[int, typer.Option(help="Micro-batches per step")] = _ROBUST.grad_accum,
+    lr: Annotated[float, typer.Option(help="Peak AdamW learning rate")] = _ROBUST.lr,
+    weight_decay: Annotated[float, typer.Option()] = _ROBUST.weight_decay,
+    warmup_steps: Annotated[int, typer.Option()] = _ROBUST.warmup_steps,
+    grad_clip: Annotated[float, typer.Option()] = _ROBUST.grad_clip,
+    mixed_precision: Annotated[str, typer.Option(help="no | bf16 | fp16")] = _ROBUST.mixed_precision,
+    positives: Annotated[str, typer.Option(help="label | caption")] = _ROBUST.positives,
+    seed: Annotated[int, typer.Option()] = _ROBUST.seed,
+    num_workers: Annotated[int, typer.Option()] = _ROBUST.num_workers,
+    log_every: Annotated[int, typer.Option()] = _ROBUST.log_every,
+    ckpt_every: Annotated[int, typer.Option()] = _ROBUST.ckpt_every,
+    eval_every: Annotated[int, typer.Option(help="Quick clean/PGD eval every N steps (0: never)")] = _ROBUST.eval_every,
     max_minutes: Annotated[float | None, typer.Option(help="Wall-clock budget")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue from the run's latest checkpoint")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue from the run's latest checkpoint")] = _ROBUST.resume,
     export_clipag: Annotated[Path | None, typer.Option(help="Also write the official CLIPAG .pt layout")] = None,
-    progress: Annotated[bool, typer.Option()] = True,
+    progress: Annotated[bool, typer.Option()] = _ROBUST.progress,
+    max_nonfinite_steps: Annotated[
+        int, typer.Option(help="Stop after this many consecutive non-finite steps (0: never)")
+    ] = _ROBUST.max_nonfinite_steps,
     dry_run: Annotated[bool, typer.Option(help="Print the resolved config and exit")] = False,
 ) -> None:
     """Adversarially fine-tune a CLIP's image tower (text tower frozen): CLIPAG, TeCoA or FARE objective."""
     from dataclasses import asdict
 
-    from clip_t2i.robust.finetune import RobustTrainConfig, robustify, validate
+    from clip_t2i.robust.config import RobustTrainConfig, validate
+    from clip_t2i.robust.finetune import robustify
 
     cfg = RobustTrainConfig(
-        data=data, model=model, out=str(out), objective=objective, attack=attack, norm=norm, eps=eps,
-        attack_steps=attack_steps, step_size=step_size, free_replays=free_replays, clean_weight=clean_weight,
-        eps_warmup_steps=eps_warmup_steps, steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
-        weight_decay=weight_decay, warmup_steps=warmup_steps, grad_clip=grad_clip,
-        mixed_precision=mixed_precision, positives=positives, seed=seed, num_workers=num_workers,
-        log_every=log_every, ckpt_every=ckpt_every, eval_every=eval_every, max_minutes=max_minutes,
-        resume=resume, export_clipag=str(export_clipag) if export_clipag else None, progress=progress,
+        data=data,
+        model=model,
+        out=str(out),
+        objective=objective,
+        attack=attack,
+        norm=norm,
+        eps=eps,
+        attack_steps=attack_steps,
+        step_size=step_size,
+        free_replays=free_replays,
+        clean_weight=clean_weight,
+        eps_warmup_steps=eps_warmup_steps,
+        steps=steps,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        lr=lr,
+        weight_decay=weight_decay,
+        warmup_steps=warmup_steps,
+        grad_clip=grad_clip,
+        mixed_precision=mixed_precision,
+        positives=positives,
+        seed=seed,
+        num_workers=num_workers,
+        log_every=log_every,
+        ckpt_every=ckpt_every,
+        eval_every=eval_every,
+        max_minutes=max_minutes,
+        resume=resume,
+        export_clipag=str(export_clipag) if export_clipag else None,
+        progress=progress,
+        max_nonfinite_steps=max_nonfinite_steps,
     )
     validate(cfg)
     if dry_run:
@@ -93,23 +122,47 @@ def eval_robust_cmd(
     n: Annotated[int, typer.Option(help="Images per split")] = 500,
     pgd_steps: Annotated[int, typer.Option()] = 10,
     apgd_steps: Annotated[int, typer.Option()] = 50,
+    apgd_compat: Annotated[
+        str,
+        typer.Option(
+            help="autoattack: APGD exactly as AutoAttack's APGDAttack (RobustBench numbers); "
+            "paper: the project's earlier variant"
+        ),
+    ] = "autoattack",
     seed: Annotated[int, typer.Option()] = 1234,
     native_eps: Annotated[bool, typer.Option(help="Use ε as given (no 224 rescaling)")] = False,
+    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N (model, images and random starts)")] = "cpu",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
-    """Zero-shot clean and robust accuracy (PGD, APGD-CE) at several ε on shapes (seen/held-out) and digits."""
+    """Zero-shot clean and robust accuracy (PGD, APGD-CE) at several ε on shapes (seen/held-out) and digits.
+
+    APGD is AutoAttack-compatible by default (same checkpoints, start, step-size rule and returned points as
+    fra31/auto-attack's APGDAttack; JSON key "apgd": "autoattack-compatible"); --apgd-compat paper selects
+    the project's earlier variant.
+    """
+    import torch
+
     from clip_t2i.backbones import load_clip
-    from clip_t2i.robust.evaluate import EVAL_DATA, robust_zero_shot
+    from clip_t2i.robust.attacks import COMPAT_MODES
+    from clip_t2i.robust.evaluate import APGD_LABELS, EVAL_DATA, robust_zero_shot
 
     if norm not in ("l2", "linf"):
         raise UserError(f"unknown norm {norm!r}; use l2 or linf")
+    if apgd_compat not in COMPAT_MODES:
+        raise UserError(f"unknown --apgd-compat {apgd_compat!r}; use one of {', '.join(COMPAT_MODES)}")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"unknown --device {device!r}; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA GPU is available")
     eps_list = _floats(eps, "--eps")
     if any(not e > 0 for e in eps_list):
         raise UserError("every --eps must be > 0")
     attack_list = [a.strip() for a in attacks.split(",") if a.strip()]
     if pgd_steps < 1 or apgd_steps < 1:
         raise UserError("--pgd-steps and --apgd-steps must be ≥ 1")
-    clip = load_clip(model, pretrained)
+    clip = load_clip(model, pretrained, device=dev)
     if data == "auto":
         names = ["digits"] if clip.config.get("train_data") == "digits" else ["shapes"]
     else:
@@ -117,19 +170,31 @@ def eval_robust_cmd(
         bad = [d for d in names if d not in EVAL_DATA]
         if bad:
             raise UserError(f"--data must be among {', '.join(EVAL_DATA)}, not {bad[0]!r}")
-    res = {"model": model, **robust_zero_shot(
-        clip, names, eps=eps_list, norm=norm, attacks=attack_list, n=n, seed=seed, pgd_steps=pgd_steps,
-        apgd_steps=apgd_steps, rescale=not native_eps,
-    )}
+    res = {
+        "model": model,
+        **robust_zero_shot(
+            clip,
+            names,
+            eps=eps_list,
+            norm=norm,
+            attacks=attack_list,
+            n=n,
+            seed=seed,
+            pgd_steps=pgd_steps,
+            apgd_steps=apgd_steps,
+            rescale=not native_eps,
+            apgd_compat=apgd_compat,
+        ),
+    }
     if as_json:
         _print_json(res)
         return
     typer.echo(f"{model}: {norm} ε (224 → effective): " + ", ".join(f"{k}→{v:.3g}" for k, v in res["eps"].items()))
+    if "apgd" in attack_list:
+        typer.echo(f"  APGD-CE ({apgd_steps} steps): {APGD_LABELS[apgd_compat]}")
     for d in names:
         for split, r in res[d].items():
-            parts = [f"clean {r['clean']:.1%}"] + [
-                f"{a} ε={k}: {v:.1%}" for a in attack_list for k, v in r[a].items()
-            ]
+            parts = [f"clean {r['clean']:.1%}"] + [f"{a} ε={k}: {v:.1%}" for a in attack_list for k, v in r[a].items()]
             typer.echo(f"  {d}/{split} (n={r['n']}): " + "; ".join(parts))
 
 

@@ -6,6 +6,11 @@ digits: 10 captions), ``s = exp(logit_scale)``. Robust accuracy (:func:`~clip_t2
 counts an image as correct only if it is classified correctly clean *and* after the attack (PGD-CE or
 APGD-CE) within the ε-ball. ε values are given in the 224×224 convention and rescaled to the model's
 resolution (see :func:`~clip_t2i.robust.finetune.effective_eps`); both are reported.
+
+APGD runs AutoAttack-compatible by default (``apgd_compat="autoattack"``: the schedule, start and step rule of
+``APGDAttack`` in fra31/auto-attack, as behind RobustBench's APGD-CE numbers; reported as
+``"apgd": "autoattack-compatible"``); ``"paper"`` selects the project's earlier variant. The images are moved
+to the model's device and the attacks' random starts are drawn there.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ from torch import Tensor
 
 from clip_t2i.backbones import ClipModel
 from clip_t2i.errors import UserError
-from clip_t2i.robust.attacks import ZeroShotClassifier, clean_accuracy, eval_mode, robust_accuracy
+from clip_t2i.robust.attacks import COMPAT_MODES, ZeroShotClassifier, clean_accuracy, eval_mode, robust_accuracy
 
 EVAL_DATA: tuple[str, ...] = ("shapes", "digits")
+APGD_LABELS: dict[str, str] = {"autoattack": "autoattack-compatible", "paper": "paper"}
 
 
 def zero_shot_classifier(clip: ClipModel, prompts: list[str], scale: float | None = None) -> ZeroShotClassifier:
@@ -50,7 +56,7 @@ def labelled_eval_sets(
 
         ds = DigitsDataset(split="test", size=size, seed=0)
         m = min(n, len(ds))
-        idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:m].tolist()
+        idx = torch.randperm(len(ds), generator=torch.Generator(device="cpu").manual_seed(seed))[:m].tolist()
         x = torch.stack([ds[i]["image"] for i in idx])
         y = torch.tensor([int(ds[i]["label"]) for i in idx])
         return {"test": (x, y)}, canonical_caption_list()
@@ -70,10 +76,13 @@ def robust_zero_shot(
     apgd_steps: int = 50,
     batch_size: int = 250,
     rescale: bool = True,
+    apgd_compat: str = "autoattack",
 ) -> dict[str, Any]:
     """Clean and robust zero-shot accuracy per data set, split, attack and ε (see module docstring).
 
-    Returns ``{"norm", "eps": {ε_224: ε_eff}, <data>: {<split>: {"n", "clean", <attack>: {ε_224: acc}}}}``.
+    Returns ``{"norm", "eps_convention", "eps": {ε_224: ε_eff}, ["apgd": "autoattack-compatible" | "paper"],
+    <data>: {<split>: {"n", "clean", <attack>: {ε_224: acc}}}}`` (``"apgd"`` when APGD ran). Every (attack, ε)
+    draws its random starts from ``seed``.
     """
     from clip_t2i.robust.finetune import effective_eps
 
@@ -84,24 +93,36 @@ def robust_zero_shot(
         raise UserError(f"unknown attack {bad[0] if bad else ''!r}; use pgd, apgd")
     if not eps or any(not e > 0 for e in eps):
         raise UserError("every --eps must be > 0")
-    eff = {f"{e:g}": (effective_eps(e, clip.image_size, norm) if rescale else effective_eps(e, 224, norm))
-           for e in eps}
+    if apgd_compat not in COMPAT_MODES:
+        raise UserError(f"unknown --apgd-compat {apgd_compat!r}; use one of {', '.join(COMPAT_MODES)}")
+    eff = {f"{e:g}": (effective_eps(e, clip.image_size, norm) if rescale else effective_eps(e, 224, norm)) for e in eps}
     result: dict[str, Any] = {"norm": norm, "eps_convention": 224 if rescale else "native", "eps": eff}
+    if "apgd" in attacks:
+        result["apgd"] = APGD_LABELS[apgd_compat]
     clip.eval()
+    device = clip.logit_scale.device
     for d in data:
         sets, prompts = labelled_eval_sets(d, clip.image_size, n=n, seed=seed)
         clf = zero_shot_classifier(clip, prompts)
         result[d] = {}
         for split, (x, y) in sets.items():
+            x, y = x.to(device), y.to(device)
             res: dict[str, Any] = {"n": int(len(y)), "clean": clean_accuracy(clf, x, y, batch_size=batch_size)}
             for attack in attacks:
                 steps = pgd_steps if attack == "pgd" else apgd_steps
                 res[attack] = {}
                 for key, e in eff.items():
-                    gen = torch.Generator().manual_seed(seed)
                     res[attack][key] = robust_accuracy(
-                        clf, x, y, eps=e, norm=norm, attack=attack, steps=steps, batch_size=batch_size,
-                        generator=gen,
+                        clf,
+                        x,
+                        y,
+                        eps=e,
+                        norm=norm,
+                        attack=attack,
+                        steps=steps,
+                        batch_size=batch_size,
+                        generator=seed,
+                        compat=apgd_compat,
                     )
             result[d][split] = res
     return result

@@ -19,6 +19,10 @@ Inner maximisation (``attack``):
 ``d(g) = g / ||g||₂`` (L2) or ``sign(g)`` (Linf). The attack runs on the image tower in eval mode and its
 gradients reach the images only.
 
+**Devices.** The trained model, FARE's frozen reference model, the class embeddings and every batch live on
+``accelerator.device``; the random starts are drawn with a generator created on the images' device and seeded
+from ``(seed, step, micro-batch)``, so a CPU run is reproducible and a GPU run never mixes devices.
+
 **ε convention.** An L2 radius is given for 224×224 images (CLIPAG's reported ε = 1.5) and rescaled to the
 model's resolution as ``ε_eff = ε · √(H·W / 224²)`` — the radius that keeps the per-pixel RMS perturbation
 ``ε / √(3·H·W)`` unchanged (64 px: 1.5 → 0.43). Linf radii are per pixel and used as given.
@@ -27,8 +31,7 @@ model's resolution as ``ε_eff = ε · √(H·W / 224²)`` — the radius that k
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +41,20 @@ from tqdm.auto import tqdm
 
 from clip_t2i.backbones import ClipModel, load_clip
 from clip_t2i.errors import UserError
-from clip_t2i.robust.attacks import _ascent_direction, eval_mode, pgd, project
-from clip_t2i.robust.objectives import OBJECTIVE_NAMES, BatchTargets, Objective, get_objective
+from clip_t2i.robust.attacks import _ascent_direction, eval_mode, make_generator, pgd, project
+from clip_t2i.robust.config import (
+    LABELLED_DATA,
+    RobustTrainConfig,
+    effective_eps,
+    validate,
+)
+from clip_t2i.robust.objectives import BatchTargets, Objective, get_objective
 from clip_t2i.training.checkpoint import latest_checkpoint, load_state, save_checkpoint_on_main
 from clip_t2i.training.common import (
+    NonFiniteGuard,
     Timer,
+    TrainingDiverged,
     check_run_dir,
-    finite_or_skip,
     make_accelerator,
     param_groups,
     run_logger,
@@ -52,92 +62,6 @@ from clip_t2i.training.common import (
     warmup_cosine,
 )
 from clip_t2i.training.losses import positive_mask
-
-EPS_REFERENCE_SIZE = 224
-ATTACK_MODES: tuple[str, ...] = ("pgd", "fast", "free", "none")
-NORMS: tuple[str, ...] = ("l2", "linf")
-LABELLED_DATA: tuple[str, ...] = ("shapes", "shapes2", "digits")
-
-
-def effective_eps(eps: float, size: int | tuple[int, int], norm: str = "l2") -> float:
-    """The radius used at resolution ``size``: ``ε · √(H·W / 224²)`` for L2, ``ε`` for Linf."""
-    if norm not in NORMS:
-        raise UserError(f"unknown norm {norm!r}; use one of {', '.join(NORMS)}")
-    if norm == "linf":
-        return float(eps)
-    h, w = (size, size) if isinstance(size, int) else size
-    return float(eps) * math.sqrt(h * w / EPS_REFERENCE_SIZE**2)
-
-
-@dataclass(frozen=True)
-class RobustTrainConfig:
-    """Every option of robust fine-tuning; saved verbatim as ``config.json`` in the run folder."""
-
-    data: str = "shapes"  # shapes | shapes2 | digits | image-text folder | webdataset shards
-    model: str = "shapes-clip"  # zoo name, clip-t2i .safetensors or project config to start from
-    out: str = "runs/robust"  # run folder (checkpoints/, logs/, config.json, final.safetensors)
-    objective: str = "clipag"  # clipag | tecoa | fare
-    attack: str = "pgd"  # pgd | fast | free | none
-    norm: str = "l2"  # l2 | linf
-    eps: float = 1.5  # L2: radius at 224x224 (rescaled, see effective_eps); Linf: per pixel in [0, 1]
-    attack_steps: int = 3  # PGD-k iterations (attack=pgd)
-    step_size: float | None = None  # attack step in units of ε (default: pgd 2.5/k, fast 1.25, free 1.0)
-    free_replays: int = 4  # m: optimizer steps per minibatch (attack=free)
-    clean_weight: float = 0.0  # w_clean: weight of the same objective on the clean images (0: adversarial only)
-    eps_warmup_steps: int = 0  # ε grows linearly from 0 to ε over these steps
-    steps: int = 500  # optimizer steps
-    batch_size: int = 128  # per process and per micro-batch
-    grad_accum: int = 1  # micro-batches per optimizer step
-    lr: float = 2e-5  # peak AdamW learning rate (paper default; tiny models want more, see README)
-    weight_decay: float = 1e-4  # AdamW decoupled weight decay (not on gains, biases, embeddings)
-    betas: tuple[float, float] = (0.9, 0.98)
-    warmup_steps: int = 50  # linear lr warm-up, then cosine to 0
-    grad_clip: float = 1.0  # max global gradient norm (0: off)
-    mixed_precision: str = "no"  # no | bf16 | fp16 (GPU)
-    positives: str = "label"  # clipag: label = same ground-truth label is a positive; caption = same text
-    seed: int = 0
-    num_workers: int = 0
-    log_every: int = 25
-    ckpt_every: int = 250  # steps between checkpoints (0: only at the end)
-    eval_every: int = 0  # steps between quick clean/robust zero-shot evaluations (0: never)
-    max_minutes: float | None = None  # wall-clock budget; stops (and checkpoints) when exceeded
-    resume: bool = False
-    export_clipag: str | None = None  # also write the official CLIPAG layout ({'state_dict': module.*}) here
-    progress: bool = True
-
-
-def validate(cfg: RobustTrainConfig) -> None:
-    """Reject impossible settings before any work (one-line :class:`UserError`)."""
-    if cfg.objective not in OBJECTIVE_NAMES:
-        raise UserError(f"unknown objective {cfg.objective!r}; use one of {', '.join(OBJECTIVE_NAMES)}")
-    if cfg.attack not in ATTACK_MODES:
-        raise UserError(f"unknown attack {cfg.attack!r}; use one of {', '.join(ATTACK_MODES)}")
-    if cfg.norm not in NORMS:
-        raise UserError(f"unknown norm {cfg.norm!r}; use one of {', '.join(NORMS)}")
-    if not math.isfinite(cfg.eps) or cfg.eps <= 0:
-        raise UserError(f"--eps must be > 0, got {cfg.eps}")
-    if cfg.attack_steps < 1:
-        raise UserError(f"--attack-steps must be ≥ 1, got {cfg.attack_steps}")
-    if cfg.step_size is not None and (not math.isfinite(cfg.step_size) or cfg.step_size <= 0):
-        raise UserError(f"--step-size must be > 0 (in units of ε), got {cfg.step_size}")
-    if cfg.free_replays < 1:
-        raise UserError(f"--free-replays must be ≥ 1, got {cfg.free_replays}")
-    if cfg.clean_weight < 0 or not math.isfinite(cfg.clean_weight):
-        raise UserError(f"--clean-weight must be ≥ 0, got {cfg.clean_weight}")
-    if cfg.eps_warmup_steps < 0:
-        raise UserError("--eps-warmup-steps must be ≥ 0")
-    if cfg.steps < 1:
-        raise UserError(f"--steps must be ≥ 1, got {cfg.steps}")
-    if cfg.batch_size < 2:
-        raise UserError("--batch-size must be ≥ 2")
-    if cfg.grad_accum < 1:
-        raise UserError("--grad-accum must be ≥ 1")
-    if not cfg.lr > 0:
-        raise UserError("--lr must be > 0")
-    if cfg.positives not in ("label", "caption"):
-        raise UserError("--positives must be 'label' or 'caption'")
-    if cfg.objective == "tecoa" and cfg.data not in LABELLED_DATA:
-        raise UserError(f"objective tecoa needs class prompts: use --data {', '.join(LABELLED_DATA)}")
 
 
 def default_step_size(attack: str, attack_steps: int) -> float:
@@ -174,10 +98,12 @@ class ImageTower(nn.Module):
     """``pixels in [0, 1] -> f_θ(x)``: a ClipModel's unnormalised image embedding as the trained module."""
 
     def __init__(self, clip: ClipModel) -> None:
+        """Wrap ``clip`` (its parameters become this module's, so accelerate moves and wraps them)."""
         super().__init__()
         self.clip = clip
 
     def forward(self, pixels: Tensor) -> Tensor:
+        """``f_θ(pixels)`` ``[B, D]``, not normalised."""
         return self.clip.encode_image(pixels, normalize=False)
 
 
@@ -225,6 +151,7 @@ class AdversarialStep:
         accelerator: Any = None,
         seed: int = 0,
     ) -> None:
+        """Store the step's parts and settings (see the class docstring)."""
         self.clip, self.tower, self.objective, self.optimizer = clip, tower, objective, optimizer
         self.attack, self.norm, self.eps, self.attack_steps = attack, norm, eps, attack_steps
         self.step_size = default_step_size(attack, attack_steps) if step_size is None else step_size
@@ -266,19 +193,31 @@ class AdversarialStep:
         return t
 
     # ---------------------------------------------------------------- inner maximisation
-    def perturb(self, x: Tensor, t: BatchTargets, eps: float, generator: torch.Generator) -> Tensor:
-        """Adversarial images for attack ``pgd`` (PGD-k) or ``fast`` (FGSM from a random start)."""
+    def perturb(self, x: Tensor, t: BatchTargets, eps: float, generator: torch.Generator | int) -> Tensor:
+        """Adversarial images for attack ``pgd`` (PGD-k) or ``fast`` (FGSM from a random start).
+
+        ``generator``: a seed or a generator on ``x``'s device (see :mod:`clip_t2i.robust.attacks`).
+        """
+
         def loss_fn(xa: Tensor) -> Tensor:
+            """The objective's per-image loss ``l_i(f_θ(xa_i))``."""
             return self.objective.per_sample(self.clip.encode_image(xa, normalize=False), t)
 
         steps = self.attack_steps if self.attack == "pgd" else 1
         with eval_mode(self.clip):
             return pgd(
-                loss_fn, x, eps=eps, norm=self.norm, steps=steps, step_size=self.step_size * eps,
-                random_start=True, generator=generator,
+                loss_fn,
+                x,
+                eps=eps,
+                norm=self.norm,
+                steps=steps,
+                step_size=self.step_size * eps,
+                random_start=True,
+                generator=generator,
             )
 
     def _free_start(self, slot: int, x: Tensor, eps: float) -> Tensor:
+        """Free AT: ``x`` plus the perturbation carried in ``slot`` (re-projected), or ``x`` for a new slot."""
         while len(self.delta) <= slot:
             self.delta.append(None)
         d = self.delta[slot]
@@ -299,7 +238,7 @@ class AdversarialStep:
         for slot, batch in enumerate(micro_batches):
             x = batch["image"]
             t = self.targets(batch)
-            gen = torch.Generator().manual_seed((self.seed * 1_000_003 + step) * 64 + slot)
+            gen = make_generator((self.seed * 1_000_003 + step) * 64 + slot, x.device)
             x_in = x
             if self.attack in ("pgd", "fast") and eps > 0:
                 x_in = self.perturb(x, t, eps, gen)
@@ -350,10 +289,14 @@ class AdversarialStep:
 
 
 class _null:
+    """A do-nothing context manager (no ``no_sync`` needed)."""
+
     def __enter__(self) -> None:
+        """Enter: nothing to do."""
         return None
 
     def __exit__(self, *exc: object) -> None:
+        """Exit: nothing to undo."""
         return None
 
 
@@ -394,7 +337,7 @@ def verify_clipag_export(clip: ClipModel, path: str | Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------- loop
-def robustify(cfg: RobustTrainConfig, echo=print) -> Path:
+def robustify(cfg: RobustTrainConfig, echo: Callable[[str], Any] | None = print) -> Path:
     """Adversarially fine-tune ``cfg.model``'s image tower; return the path of ``final.safetensors``."""
     from clip_t2i.data import make_stream
 
@@ -413,13 +356,19 @@ def robustify(cfg: RobustTrainConfig, echo=print) -> Path:
         reference = load_clip(cfg.model)
         reference.requires_grad_(False)
     accelerator = make_accelerator(run_dir, 1, cfg.mixed_precision)  # accumulation is done by AdversarialStep
+    if reference is not None:  # the FARE target f_0(x) is computed on the batches, which live on the device
+        reference.to(accelerator.device)
     rank, world = accelerator.process_index, accelerator.num_processes
     state = load_state(resume_from) if resume_from is not None else {}
     start_step = int(state.get("step", 0))
     replays = cfg.free_replays if cfg.attack == "free" else 1
     clip.config["train_data"] = clip.config.get("train_data", cfg.data if cfg.data in LABELLED_DATA else "custom")
     clip.config["robust"] = {
-        "objective": cfg.objective, "attack": cfg.attack, "norm": cfg.norm, "eps_224": cfg.eps, "eps": eps,
+        "objective": cfg.objective,
+        "attack": cfg.attack,
+        "norm": cfg.norm,
+        "eps_224": cfg.eps,
+        "eps": eps,
     }
     msg = (
         f"robustify: objective {cfg.objective}, attack {cfg.attack}, {cfg.norm} ε = {cfg.eps:g}"
@@ -430,8 +379,14 @@ def robustify(cfg: RobustTrainConfig, echo=print) -> Path:
         echo(msg)
 
     stream = make_stream(
-        cfg.data, size=clip.image_size, batch_size=cfg.batch_size, seed=cfg.seed, rank=rank, world_size=world,
-        start_batch=(start_step // replays) * cfg.grad_accum, split="train",
+        cfg.data,
+        size=clip.image_size,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        rank=rank,
+        world_size=world,
+        start_batch=(start_step // replays) * cfg.grad_accum,
+        split="train",
     )
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -453,10 +408,22 @@ def robustify(cfg: RobustTrainConfig, echo=print) -> Path:
         with torch.no_grad(), eval_mode(clip):
             class_features = clip.encode_text(class_prompts(cfg.data, clip))
     stepper = AdversarialStep(
-        clip, model, get_objective(cfg.objective), optimizer, attack=cfg.attack, norm=cfg.norm, eps=eps,
-        attack_steps=cfg.attack_steps, step_size=cfg.step_size, clean_weight=cfg.clean_weight,
-        grad_clip=cfg.grad_clip, positives=cfg.positives, reference=reference, class_features=class_features,
-        accelerator=accelerator, seed=cfg.seed * 7919 + rank,
+        clip,
+        model,
+        get_objective(cfg.objective),
+        optimizer,
+        attack=cfg.attack,
+        norm=cfg.norm,
+        eps=eps,
+        attack_steps=cfg.attack_steps,
+        step_size=cfg.step_size,
+        clean_weight=cfg.clean_weight,
+        grad_clip=cfg.grad_clip,
+        positives=cfg.positives,
+        reference=reference,
+        class_features=class_features,
+        accelerator=accelerator,
+        seed=cfg.seed * 7919 + rank,
     )
     if "delta" in state:
         stepper.delta = [d if d.numel() else None for d in state["delta"]]
@@ -469,22 +436,33 @@ def robustify(cfg: RobustTrainConfig, echo=print) -> Path:
     log(json.dumps({"start_step": start_step, "eps_224": cfg.eps, "eps_effective": eps, "size": clip.image_size}))
 
     def checkpoint(step: int) -> None:
-        save_checkpoint_on_main(accelerator, run_dir, step, clip.save, lambda: {
-            "step": step,
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "rng_cpu": torch.get_rng_state(),
-            "elapsed_s": timer.elapsed_s,
-            "delta": [d if d is not None else torch.empty(0) for d in stepper.delta],
-        })
+        """Save model, optimizer, scheduler, RNG and free-AT state of ``step`` (main process only)."""
+        save_checkpoint_on_main(
+            accelerator,
+            run_dir,
+            step,
+            clip.save,
+            lambda: {
+                "step": step,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng_cpu": torch.get_rng_state(),
+                "elapsed_s": timer.elapsed_s,
+                "delta": [d if d is not None else torch.empty(0) for d in stepper.delta],
+            },
+        )
 
     bar = tqdm(
-        total=cfg.steps, initial=start_step, disable=not (cfg.progress and accelerator.is_main_process),
-        desc="robustify", dynamic_ncols=True,
+        total=cfg.steps,
+        initial=start_step,
+        disable=not (cfg.progress and accelerator.is_main_process),
+        desc="robustify",
+        dynamic_ncols=True,
     )
     data_iter = iter(loader)
     micro: list[dict[str, Any]] | None = None
-    step, skipped = start_step, 0
+    step = start_step
+    guard = NonFiniteGuard(cfg.max_nonfinite_steps)
     stats: dict[str, float] | None = None
     while step < cfg.steps:
         if micro is None or step % replays == 0:
@@ -496,8 +474,13 @@ def robustify(cfg: RobustTrainConfig, echo=print) -> Path:
         with accelerator.autocast():
             stats = stepper(micro, step=step, eps=eps_now)
         if stats is None:
-            skipped += 1
-            finite_or_skip(torch.tensor(float("nan")), step, log)
+            log(f"step {step}: non-finite loss, step skipped")
+        try:
+            guard.update(stats is not None, step)
+        except TrainingDiverged:
+            bar.close()
+            log(json.dumps({"diverged": True, "step": step, "skipped": guard.total}))
+            raise
         scheduler.step()
         step += 1
         bar.update(1)
@@ -505,8 +488,15 @@ def robustify(cfg: RobustTrainConfig, echo=print) -> Path:
             scalars = {**stats, "lr": scheduler.get_last_lr()[0], "eps": eps_now}
             accelerator.log(scalars, step=step)
             bar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats.get('acc_adv', float('nan')):.2f}")
-            log(json.dumps({"step": step, **{k: float(f"{v:.5g}") for k, v in scalars.items()},
-                            "elapsed_s": round(timer.elapsed_s, 1)}))
+            log(
+                json.dumps(
+                    {
+                        "step": step,
+                        **{k: float(f"{v:.5g}") for k, v in scalars.items()},
+                        "elapsed_s": round(timer.elapsed_s, 1),
+                    }
+                )
+            )
         if cfg.eval_every and step % cfg.eval_every == 0 and accelerator.is_main_process:
             res = quick_robust_eval(clip, cfg.data, eps, cfg.norm)
             if res:
@@ -524,7 +514,7 @@ def robustify(cfg: RobustTrainConfig, echo=print) -> Path:
         clip.save(final, extra={"steps": str(step), "elapsed_s": f"{timer.elapsed_s:.1f}"})
         if cfg.export_clipag:
             verify_clipag_export(clip, export_clipag(clip, cfg.export_clipag))
-        log(json.dumps({"done": True, "step": step, "elapsed_s": round(timer.elapsed_s, 1), "skipped": skipped}))
+        log(json.dumps({"done": True, "step": step, "elapsed_s": round(timer.elapsed_s, 1), "skipped": guard.total}))
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return final
@@ -543,12 +533,11 @@ def quick_robust_eval(clip: ClipModel, data: str, eps: float, norm: str, n: int 
         sets, prompts = labelled_eval_sets(data, clip.image_size, n=n, seed=4321, splits=("seen", "test"))
         clf = zero_shot_classifier(clip, prompts)
         x, y = next(iter(sets.values()))  # shapes: seen combinations; digits: test split
-        gen = torch.Generator().manual_seed(0)
+        device = clip.logit_scale.device
+        x, y = x.to(device), y.to(device)
         return {
             "clean": clean_accuracy(clf, x, y, batch_size=n),
-            "pgd10": robust_accuracy(
-                clf, x, y, eps=eps, norm=norm, attack="pgd", steps=10, batch_size=n, generator=gen
-            ),
+            "pgd10": robust_accuracy(clf, x, y, eps=eps, norm=norm, attack="pgd", steps=10, batch_size=n, generator=0),
         }
     finally:
         clip.train(was)

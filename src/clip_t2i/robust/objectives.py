@@ -29,9 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from clip_t2i.errors import UserError
+from clip_t2i.robust.config import OBJECTIVE_NAMES
 from clip_t2i.training.losses import multi_positive_info_nce
-
-OBJECTIVE_NAMES: tuple[str, ...] = ("clipag", "tecoa", "fare")
 
 
 @dataclass

@@ -42,8 +42,9 @@ def save_checkpoint(run_dir: str | Path, step: int, write_model, state: dict[str
     return final
 
 
-def save_checkpoint_on_main(accelerator: Any, run_dir: str | Path, step: int, write_model,
-                            make_state: Callable[[], dict[str, Any]]) -> None:
+def save_checkpoint_on_main(
+    accelerator: Any, run_dir: str | Path, step: int, write_model, make_state: Callable[[], dict[str, Any]]
+) -> None:
     """Data-parallel :func:`save_checkpoint`: all processes meet, the main one builds the state and writes, all meet
     again (so nobody reads or prunes a half-written step)."""
     accelerator.wait_for_everyone()
@@ -65,8 +66,22 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 
 
 def load_state(ckpt: Path) -> dict[str, Any]:
-    """Read ``state.pt`` without unpickling arbitrary objects."""
+    """Read ``state.pt`` without unpickling arbitrary objects.
+
+    A file that holds anything but tensors and plain Python (a foreign or tampered pickle) is refused; the
+    message deliberately does not pass on torch's advice to retry with ``weights_only=False``, which would run
+    whatever code the pickle carries.
+    """
+    import warnings
+
+    path = ckpt / "state.pt"
     try:
-        return torch.load(ckpt / "state.pt", map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise UserError(f"cannot resume from {ckpt}: {str(e).splitlines()[0][:200]}") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about foreign pickle protocols before refusing them
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - corrupt, truncated or foreign: all refused the same way
+        raise UserError(
+            f"cannot resume from {ckpt}: state.pt is not a clip-t2i training state (truncated, corrupt, or holding "
+            "objects other than tensors and plain Python) and was refused unread, since loading it otherwise could "
+            "run code; start a new run or restore the file"
+        ) from None

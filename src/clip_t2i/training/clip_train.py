@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -19,7 +18,9 @@ from clip_t2i.backbones import ClipModel, load_clip
 from clip_t2i.errors import UserError
 from clip_t2i.training.checkpoint import latest_checkpoint, load_state, save_checkpoint_on_main
 from clip_t2i.training.common import (
+    NonFiniteGuard,
     Timer,
+    TrainingDiverged,
     auto_threads,
     check_run_dir,
     finite_or_skip,
@@ -29,50 +30,8 @@ from clip_t2i.training.common import (
     save_run_config,
     warmup_cosine,
 )
+from clip_t2i.training.config import ClipTrainConfig, validate
 from clip_t2i.training.losses import multi_positive_info_nce, positive_mask
-
-
-@dataclass(frozen=True)
-class ClipTrainConfig:
-    """Every option of CLIP training; saved verbatim as ``config.json`` in the run folder."""
-
-    data: str = "shapes"  # shapes | shapes2 | digits | image-text folder | webdataset shards
-    model: str = "vit-t64"  # project config, zoo name or clip-t2i .safetensors to start from
-    out: str = "runs/clip"  # run folder (checkpoints/, logs/, config.json, final.safetensors)
-    steps: int = 800  # optimizer steps
-    batch_size: int = 256  # per process and per micro-batch
-    grad_accum: int = 1  # micro-batches per optimizer step
-    lr: float = 2e-3  # peak AdamW learning rate
-    weight_decay: float = 0.1  # AdamW decoupled weight decay (not on gains, biases, embeddings)
-    betas: tuple[float, float] = (0.9, 0.98)
-    warmup_steps: int = 80  # linear warm-up, then cosine to 0
-    mixed_precision: str = "no"  # no | bf16 | fp16 (GPU)
-    positives: str = "label"  # label: same ground-truth label = positive (if any); caption: same text
-    seed: int = 0
-    num_workers: int = 0  # dataloader workers per process
-    log_every: int = 25  # steps between TensorBoard scalars / progress updates
-    ckpt_every: int = 500  # steps between checkpoints (0: only at the end)
-    eval_every: int = 0  # steps between quick zero-shot evaluations (0: never)
-    max_minutes: float | None = None  # wall-clock budget; stops (and checkpoints) when exceeded
-    resume: bool = False  # continue from the run folder's latest checkpoint
-    record_samples: bool = False  # write per-rank sample hashes (tests of data splitting)
-    progress: bool = True
-    threads: int = 0  # torch CPU threads; 0 = auto (1 on a busy machine, else all cores)
-    extra: dict = field(default_factory=dict)
-
-
-def validate(cfg: ClipTrainConfig) -> None:
-    """Reject impossible settings before any work."""
-    if cfg.steps < 1:
-        raise UserError("--steps must be ≥ 1")
-    if cfg.batch_size < 2:
-        raise UserError("--batch-size must be ≥ 2 for a contrastive loss")
-    if cfg.grad_accum < 1:
-        raise UserError("--grad-accum must be ≥ 1")
-    if cfg.lr <= 0:
-        raise UserError("--lr must be > 0")
-    if cfg.positives not in ("label", "caption"):
-        raise UserError("--positives must be 'label' or 'caption'")
 
 
 def _batch_hash(images: torch.Tensor) -> list[str]:
@@ -133,13 +92,19 @@ def train_clip(cfg: ClipTrainConfig) -> Path:
     log = run_logger(log_file, accelerator.is_main_process)
 
     def checkpoint(step: int) -> None:
-        save_checkpoint_on_main(accelerator, run_dir, step, unwrapped.save, lambda: {
-            "step": step,
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "rng_cpu": torch.get_rng_state(),
-            "elapsed_s": timer.elapsed_s,
-        })
+        save_checkpoint_on_main(
+            accelerator,
+            run_dir,
+            step,
+            unwrapped.save,
+            lambda: {
+                "step": step,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng_cpu": torch.get_rng_state(),
+                "elapsed_s": timer.elapsed_s,
+            },
+        )
 
     samples_file = run_dir / f"samples_rank{rank}.txt" if cfg.record_samples else None
     bar = tqdm(
@@ -152,6 +117,7 @@ def train_clip(cfg: ClipTrainConfig) -> Path:
     data_iter = iter(loader)
     step = start_step
     skipped = 0
+    guard = NonFiniteGuard(cfg.max_nonfinite_steps)
     while step < cfg.steps:
         for _ in range(cfg.grad_accum):
             batch = next(data_iter)
@@ -167,7 +133,14 @@ def train_clip(cfg: ClipTrainConfig) -> Path:
                 if not finite_or_skip(loss.detach(), step, log):
                     skipped += 1
                     optimizer.zero_grad(set_to_none=True)
+                    try:
+                        guard.update(False, step)
+                    except TrainingDiverged:
+                        bar.close()
+                        log(json.dumps({"diverged": True, "step": step, "skipped": skipped}))
+                        raise
                     continue
+                guard.update(True, step)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(model.parameters(), 1.0)

@@ -81,7 +81,10 @@ def save_run_config(run_dir: Path, cfg: Any) -> None:
 
 
 def check_run_dir(run_dir: Path, resume: bool) -> None:
-    """Refuse to silently mix a new run into an old one."""
+    """Refuse a run folder that is a file or not writable, and refuse to silently mix a new run into an old one."""
+    from clip_t2i.utils.paths import check_writable_dir
+
+    check_writable_dir(Path(run_dir), "--out")
     if not resume and (run_dir / "checkpoints").exists() and any((run_dir / "checkpoints").glob("step_*")):
         raise UserError(f"{run_dir} already holds checkpoints; pass --resume to continue or choose another --out")
 
@@ -103,6 +106,43 @@ def finite_or_skip(loss: torch.Tensor, step: int, log) -> bool:
         return True
     log(f"step {step}: non-finite loss ({loss.item()}), step skipped")
     return False
+
+
+DEFAULT_MAX_NONFINITE_STEPS = 20  # consecutive skipped steps after which a run is declared diverged
+
+
+class TrainingDiverged(UserError):
+    """Raised when too many consecutive steps had a non-finite loss; nothing final is written."""
+
+
+class NonFiniteGuard:
+    """Counts skipped (non-finite) steps; after ``limit`` in a row the run stops with :class:`TrainingDiverged`.
+
+    A lone NaN step (a bad batch, an fp16 overflow) is skipped and logged; a run whose every step is
+    non-finite (``--lr inf``, weights already NaN) is stopped after ``limit`` steps instead of "finishing" and
+    saving NaN weights. ``limit = 0`` disables the stop (skips are still counted).
+    """
+
+    def __init__(self, limit: int = DEFAULT_MAX_NONFINITE_STEPS, flag: str = "--max-nonfinite-steps") -> None:
+        self.limit = limit
+        self.flag = flag
+        self.consecutive = 0
+        self.total = 0
+
+    def update(self, finite: bool, step: int) -> bool:
+        """Record one step (``finite`` or skipped); returns ``finite``; raises once the limit is reached."""
+        if finite:
+            self.consecutive = 0
+            return True
+        self.consecutive += 1
+        self.total += 1
+        if self.limit and self.consecutive >= self.limit:
+            raise TrainingDiverged(
+                f"training diverged: {self.consecutive} consecutive steps had a non-finite loss (up to step {step}); "
+                f"no final model was written (earlier checkpoints, if any, are kept); lower the learning rate "
+                f"(or raise {self.flag})"
+            )
+        return False
 
 
 class Timer:

@@ -32,3 +32,19 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_write(path) as tmp:
         tmp.write_text(text)
+
+
+def require_finite(tensors: dict, what: str) -> None:
+    """Refuse to write ``what`` if any floating-point tensor of ``tensors`` holds NaN or ±inf."""
+    import torch
+
+    from clip_t2i.errors import UserError
+
+    bad = [
+        k for k, v in tensors.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()
+    ]
+    if bad:
+        raise UserError(
+            f"refusing to save {what}: {len(bad)} tensor(s) hold NaN or inf (first: {bad[0]}); the run diverged — "
+            "lower the learning rate"
+        )

@@ -1,0 +1,307 @@
+"""Vector strokes (CLIPDraw): open cubic Bézier paths rasterised differentiably, with SVG export.
+
+Parameters per image (leading dim = image, ``N`` paths, up to ``max_segments`` cubic segments each):
+
+* ``points [B, N, 3 * max_segments + 1, 2]`` control points in *224-units* (the canvas is 224 wide whatever its
+  pixel size, so CLIPDraw's learning rates and width limits keep their meaning at any resolution);
+* ``widths [B, N]`` stroke widths in 224-units, clamped to ``[min_width, max_width]`` after each step;
+* ``colours [B, N, 4]`` RGBA in [0, 1];
+* ``segments [B, N]`` (no gradient): how many segments each path uses (1..max_segments).
+
+Rasteriser (pure torch, :func:`rasterise`): each segment is flattened into ``samples`` chords; a pixel's
+distance ``d`` to a path is its distance to the nearest chord (round caps and joins, like SVG
+``stroke-linecap="round"``). Coverage is a one-pixel box filter of the stroke's cross-section,
+``c = min(w, 1) * clamp(max(w, 1) / 2 + 1/2 - d, 0, 1)`` (strokes thinner than a pixel become one-pixel lines
+of opacity ``w``), alpha ``a = c * colour_alpha``, and paths are composited in order over the background:
+``I = bg * prod_i (1 - a_i) + sum_i a_i rgb_i prod_{j > i} (1 - a_j)``. The nearest chord is found without
+gradient, then the distance is recomputed with gradient to that chord only (the exact gradient of a min).
+
+When ``pydiffvg`` is importable and ``backend`` is ``auto`` or ``diffvg``, rendering goes through diffvg
+instead (same parameters, same compositing); it is not on PyPI, so ``auto`` normally means torch.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from clip_t2i.errors import UserError
+from clip_t2i.renderers.base import InitContext, per_image_generators, register_renderer
+
+CANVAS = 224.0  # the unit canvas side of the parameters (CLIPDraw's resolution)
+BACKENDS = ("auto", "torch", "diffvg")
+
+
+@dataclass(frozen=True)
+class StrokeOptions:
+    """Options of the ``strokes`` renderer (lengths in 224-units)."""
+
+    num_paths: int = 64  # N paths per image
+    max_segments: int = 3  # each path has 1..max_segments cubic segments (uniform at random)
+    radius: float = 0.1  # random-walk step of the control points, fraction of the canvas
+    init_width: float = 1.0  # starting width
+    min_width: float = 1.0  # width clamp, lower
+    max_width: float = 50.0  # width clamp, upper
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0)  # RGB composited under the strokes
+    samples: int = 8  # chords per segment of the torch rasteriser
+    chunk: int = 16  # paths per no-grad distance chunk (memory vs speed)
+    backend: str = "auto"  # auto | torch | diffvg
+    fixed_alpha: float | None = None  # if set, every stroke's alpha is fixed to this value (no alpha gradient)
+
+
+def diffvg_available() -> bool:
+    """True if ``pydiffvg`` can be imported."""
+    return importlib.util.find_spec("pydiffvg") is not None
+
+
+def _check(o: StrokeOptions) -> None:
+    if o.num_paths < 1:
+        raise UserError(f"num_paths must be >= 1 (zero strokes draw nothing), got {o.num_paths}")
+    if o.max_segments < 1 or o.samples < 1 or o.chunk < 1:
+        raise UserError("max_segments, samples and chunk must be >= 1")
+    if not (o.init_width > 0 and o.min_width > 0 and o.max_width >= o.min_width):
+        raise UserError(
+            f"stroke widths must be > 0 with min_width <= max_width, got init {o.init_width}, "
+            f"min {o.min_width}, max {o.max_width}"
+        )
+    if len(o.background) != 3 or not all(0.0 <= c <= 1.0 for c in o.background):
+        raise UserError(f"background must be three numbers in [0, 1], got {o.background}")
+    if o.backend not in BACKENDS:
+        raise UserError(f"backend must be one of {', '.join(BACKENDS)}, got {o.backend!r}")
+    if o.backend == "diffvg" and not diffvg_available():
+        raise UserError("backend 'diffvg' needs pydiffvg (build BachiLi/diffvg from source) or use backend=torch")
+    if o.fixed_alpha is not None and not 0.0 < o.fixed_alpha <= 1.0:
+        raise UserError(f"fixed_alpha must lie in (0, 1], got {o.fixed_alpha}")
+
+
+def bezier_polyline(points: Tensor, samples: int) -> Tensor:
+    """Flatten cubic Bézier chains ``[..., 3K + 1, 2]`` into ``[..., K * samples + 1, 2]`` polyline vertices:
+    ``B(t) = (1-t)^3 P0 + 3 (1-t)^2 t P1 + 3 (1-t) t^2 P2 + t^3 P3`` at ``t = j / samples``."""
+    k = (points.shape[-2] - 1) // 3
+    t = torch.linspace(0.0, 1.0, samples + 1, device=points.device, dtype=points.dtype)[:-1]
+    basis = torch.stack([(1 - t) ** 3, 3 * (1 - t) ** 2 * t, 3 * (1 - t) * t**2, t**3], -1)  # [S, 4]
+    idx = torch.arange(k, device=points.device).unsqueeze(1) * 3 + torch.arange(4, device=points.device)  # [K, 4]
+    ctrl = points[..., idx, :]  # [..., K, 4, 2]
+    curve = torch.einsum("sc,...kcd->...ksd", basis, ctrl).flatten(-3, -2)  # [..., K*S, 2]
+    return torch.cat([curve, points[..., -1:, :]], -2)
+
+
+def _chord_distance(p: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """Distance of points ``p`` to segments ``a``-``b`` (broadcast over leading dims, last dim 2)."""
+    ab = b - a
+    t = ((p - a) * ab).sum(-1) / (ab * ab).sum(-1).clamp_min(1e-12)
+    q = a + t.clamp(0.0, 1.0).unsqueeze(-1) * ab
+    return (p - q).pow(2).sum(-1).add(1e-12).sqrt()
+
+
+def path_distance(points_px: Tensor, segments: Tensor, size: int, samples: int, chunk: int) -> Tensor:
+    """Per-pixel distance ``[B, N, H, W]`` (pixels) from each pixel centre to each path's polyline.
+
+    ``points_px [B, N, 3K+1, 2]`` in pixels; chords past a path's ``segments`` count are ignored.
+    """
+    b, n = points_px.shape[:2]
+    verts = bezier_polyline(points_px, samples)  # [B, N, L+1, 2]
+    a_all, b_all = verts[..., :-1, :], verts[..., 1:, :]  # [B, N, L, 2]
+    n_chords = a_all.shape[-2]
+    valid = torch.arange(n_chords, device=points_px.device) < (segments.unsqueeze(-1) * samples)  # [B, N, L]
+    coords = torch.arange(size, device=points_px.device, dtype=points_px.dtype) + 0.5
+    pix = torch.stack(torch.meshgrid(coords, coords, indexing="xy"), -1).view(1, 1, size * size, 1, 2)  # x, y
+    nearest = torch.empty(b, n, size * size, dtype=torch.long, device=points_px.device)
+    with torch.no_grad():
+        for s in range(0, n, chunk):
+            aa, bb = a_all[:, s : s + chunk].detach().unsqueeze(2), b_all[:, s : s + chunk].detach().unsqueeze(2)
+            d = _chord_distance(pix, aa, bb)  # [B, c, HW, L]
+            d = d.masked_fill(~valid[:, s : s + chunk].unsqueeze(2), float("inf"))
+            nearest[:, s : s + chunk] = d.argmin(-1)
+    idx = nearest.unsqueeze(-1).expand(b, n, size * size, 2)
+    a_sel = torch.gather(a_all, 2, idx)  # [B, N, HW, 2]
+    b_sel = torch.gather(b_all, 2, idx)
+    return _chord_distance(pix.view(1, 1, size * size, 2), a_sel, b_sel).view(b, n, size, size)
+
+
+def stroke_coverage(distance: Tensor, widths_px: Tensor) -> Tensor:
+    """Box-filtered coverage ``c = min(w, 1) * clamp(max(w, 1) / 2 + 1/2 - d, 0, 1)``, ``[B, N, H, W]``."""
+    w = widths_px.view(*widths_px.shape, 1, 1)
+    return w.clamp(max=1.0) * (w.clamp(min=1.0) / 2 + 0.5 - distance).clamp(0.0, 1.0)
+
+
+def composite(alpha: Tensor, rgb: Tensor, background: Tensor) -> Tensor:
+    """Paint in order over the background: ``I = bg prod_i (1 - a_i) + sum_i a_i c_i prod_{j>i} (1 - a_j)``.
+
+    ``alpha [B, N, H, W]``, ``rgb [B, N, 3]``, ``background [3]`` -> ``[B, 3, H, W]``.
+    """
+    keep = 1.0 - alpha
+    # transmittance after path i: prod_{j > i} (1 - a_j) = reverse exclusive cumprod
+    rev = torch.cumprod(keep.flip(1), 1).flip(1)  # prod_{j >= i}
+    after = torch.cat([rev[:, 1:], torch.ones_like(rev[:, :1])], 1)  # prod_{j > i}
+    weight = alpha * after  # [B, N, H, W]
+    img = torch.einsum("bnhw,bnc->bchw", weight, rgb)
+    return img + background.view(1, 3, 1, 1) * rev[:, :1]
+
+
+def rasterise(
+    points: Tensor,
+    widths: Tensor,
+    colours: Tensor,
+    segments: Tensor,
+    size: int,
+    background: Sequence[float] = (1.0, 1.0, 1.0),
+    samples: int = 8,
+    chunk: int = 16,
+) -> Tensor:
+    """Differentiable render ``[B, 3, size, size]`` of stroke parameters in 224-units (see module docstring)."""
+    scale = size / CANVAS
+    dist = path_distance(points * scale, segments, size, samples, chunk)
+    alpha = stroke_coverage(dist, widths * scale) * colours[..., 3].view(*colours.shape[:2], 1, 1)
+    bg = torch.tensor(list(background), dtype=points.dtype, device=points.device)
+    return composite(alpha, colours[..., :3], bg)
+
+
+def _rasterise_diffvg(
+    points: Tensor, widths: Tensor, colours: Tensor, segments: Tensor, size: int, background: Sequence[float]
+) -> Tensor:  # pragma: no cover - needs a compiled diffvg
+    import pydiffvg  # type: ignore[import-not-found]
+
+    scale = size / CANVAS
+    render = pydiffvg.RenderFunction.apply
+    out = []
+    for bi in range(points.shape[0]):
+        shapes, groups = [], []
+        for i in range(points.shape[1]):
+            k = int(segments[bi, i])
+            shapes.append(
+                pydiffvg.Path(
+                    num_control_points=torch.full((k,), 2, dtype=torch.int32),
+                    points=points[bi, i, : 3 * k + 1] * scale,
+                    stroke_width=widths[bi, i] * scale,
+                    is_closed=False,
+                )
+            )
+            groups.append(
+                pydiffvg.ShapeGroup(shape_ids=torch.tensor([i]), fill_color=None, stroke_color=colours[bi, i])
+            )
+        args = pydiffvg.RenderFunction.serialize_scene(size, size, shapes, groups)
+        rgba = render(size, size, 2, 2, 0, None, *args)  # [H, W, 4]
+        bg = torch.tensor(list(background), dtype=rgba.dtype, device=rgba.device)
+        out.append((rgba[..., 3:] * rgba[..., :3] + (1 - rgba[..., 3:]) * bg).permute(2, 0, 1))
+    return torch.stack(out)
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.3f}".rstrip("0").rstrip(".") or "0"
+
+
+def strokes_to_svg(
+    points: Tensor, widths: Tensor, colours: Tensor, segments: Tensor, size: int, background: Sequence[float]
+) -> str:
+    """One image's strokes (``points [N, 3K+1, 2]`` etc. in 224-units) as an SVG document of ``size`` pixels."""
+    scale = size / CANVAS
+    bg = ",".join(str(round(float(c) * 255)) for c in background)
+    lines = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" viewBox="0 0 {size} {size}">',
+        f'<rect x="0" y="0" width="{size}" height="{size}" fill="rgb({bg})"/>',
+    ]
+    pts = (points.detach().double().cpu() * scale).tolist()
+    for i in range(points.shape[0]):
+        k = int(segments[i])
+        p = pts[i]
+        d = f"M {_fmt(p[0][0])} {_fmt(p[0][1])}"
+        for s in range(k):
+            c = p[3 * s + 1 : 3 * s + 4]
+            d += " C " + " ".join(f"{_fmt(x)} {_fmt(y)}" for x, y in c)
+        r, g, b, a = (float(v) for v in colours[i].detach().clamp(0, 1).cpu())
+        lines.append(
+            f'<path d="{d}" fill="none" stroke="rgb({r * 255:.2f},{g * 255:.2f},{b * 255:.2f})" '
+            f'stroke-opacity="{a:.5f}" stroke-width="{float(widths[i]) * scale:.4f}" '
+            'stroke-linecap="round" stroke-linejoin="round"/>'
+        )
+    lines.append("</svg>")
+    return "\n".join(lines) + "\n"
+
+
+@register_renderer
+class StrokeRenderer:
+    """CLIPDraw strokes; ``params = [points, widths, colours, segments]`` (see the module docstring)."""
+
+    name: ClassVar[str] = "strokes"
+    Options = StrokeOptions
+
+    def __init__(self, *, size: int, options: StrokeOptions | None = None) -> None:
+        if size < 8:
+            raise UserError(f"image size must be >= 8, got {size}")
+        self.size = int(size)
+        self.options = options or StrokeOptions()
+        _check(self.options)
+        self.backend = (
+            "diffvg" if self.options.backend == "diffvg" or (self.options.backend == "auto" and diffvg_available())
+            else "torch"
+        )
+
+    def init(
+        self, batch: int, generator: torch.Generator | Sequence[torch.Generator], context: InitContext | None = None
+    ) -> list[Tensor]:
+        """CLIPDraw's start: uniform start point, each control point a random-walk step of ``radius`` from the
+        previous one, 1..max_segments segments, width ``init_width``, uniform random RGBA."""
+        o = self.options
+        gens = per_image_generators(batch, generator)
+        n, k = o.num_paths, o.max_segments
+        pts, cols, segs = [], [], []
+        for g in gens:
+            seg = torch.randint(1, k + 1, (n,), generator=g)
+            start = torch.rand(n, 1, 2, generator=g)
+            steps = (torch.rand(n, 3 * k, 2, generator=g) - 0.5) * o.radius
+            pts.append(torch.cat([start, start + steps.cumsum(1)], 1) * CANVAS)
+            col = torch.rand(n, 4, generator=g)
+            if o.fixed_alpha is not None:
+                col[:, 3] = o.fixed_alpha
+            cols.append(col)
+            segs.append(seg)
+        points = torch.stack(pts).requires_grad_(True)
+        widths = torch.full((batch, n), float(o.init_width)).clamp(o.min_width, o.max_width).requires_grad_(True)
+        colours = torch.stack(cols).requires_grad_(True)
+        return [points, widths, colours, torch.stack(segs)]
+
+    def render(self, params: list[Tensor]) -> Tensor:
+        points, widths, colours, segments = params
+        o = self.options
+        if self.backend == "diffvg":  # pragma: no cover - needs a compiled diffvg
+            return _rasterise_diffvg(points, widths, colours, segments, self.size, o.background)
+        return rasterise(points, widths, colours, segments, self.size, o.background, o.samples, o.chunk)
+
+    def coverage(self, params: list[Tensor]) -> Tensor:
+        """Per-path coverage ``[B, N, H, W]`` of the torch rasteriser (before colour alpha), without gradient."""
+        points, widths, _, segments = params
+        scale = self.size / CANVAS
+        with torch.no_grad():
+            dist = path_distance(points * scale, segments, self.size, self.options.samples, self.options.chunk)
+            return stroke_coverage(dist, widths * scale)
+
+    @torch.no_grad()
+    def project(self, params: list[Tensor], projection: Callable[[Tensor], Tensor]) -> None:
+        """CLIPDraw's constraints: widths clamped to ``[min_width, max_width]``, colours to [0, 1] (the image is a
+        composite of [0, 1] colours, so it is in [0, 1] already and ``projection`` is not needed)."""
+        params[1].clamp_(self.options.min_width, self.options.max_width)
+        params[2].clamp_(0.0, 1.0)
+        if self.options.fixed_alpha is not None:
+            params[2][..., 3] = self.options.fixed_alpha
+
+    def param_groups(self, params: list[Tensor]) -> list[dict[str, Any]]:
+        """CLIPDraw's three groups: points (lr x 1, dropping to 0.4 at 50 % and 0.1 at 75 % of the steps),
+        widths (lr x 0.1), colours (lr x 0.01)."""
+        return [
+            {"params": [params[0]], "lr_scale": 1.0, "lr_milestones": [[0.5, 0.4], [0.75, 0.1]]},
+            {"params": [params[1]], "lr_scale": 0.1},
+            {"params": [params[2]], "lr_scale": 0.01},
+        ]
+
+    def to_svg(self, params: list[Tensor], index: int) -> str:
+        """Image ``index``'s strokes as an SVG document."""
+        points, widths, colours, segments = params
+        return strokes_to_svg(
+            points[index], widths[index], colours[index], segments[index], self.size, self.options.background
+        )
