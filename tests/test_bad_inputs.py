@@ -101,7 +101,7 @@ CASES: list[tuple[list[str], str]] = [
     (["train-clip", "--batch-size", "1"], "--batch-size"),
     (["train-clip", "--grad-accum", "0"], "--grad-accum"),
     (["train-clip", "--warmup-steps", "-1"], "--warmup-steps"),
-    (["train-clip", "--max-minutes", "0"], "--max-minutes"),
+    (["train-clip", "--max-minutes", "-1"], "--max-minutes"),
     (["train-clip", "--mixed-precision", "fp8"], "--mixed-precision"),
     (["train-clip", "--positives", "foo"], "--positives"),
     (["train-clip", "--data", "nosuch", "--out", "run-x"], "nosuch"),

@@ -171,11 +171,10 @@ def test_sample_api_png_chunks_and_seeds(tmp_path):
         gan_pkg.sample(final, ["ok", "  "], n=1)
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "clip_t2i.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
-    )
+def _cli(*args: str, cwd: Path):
+    from cli_runner import run_cli
+
+    return run_cli(*args, cwd=cwd)
 
 
 def test_cli_bad_input_one_line_exit_2_no_files(tmp_path):

@@ -33,7 +33,9 @@ def test_realism_threshold_matches_the_test_split():
 
 def test_robust_accuracy_smoke():
     """Short PGD-10 on 60 test digits: far above the clean legacy judge's robustness at this radius."""
-    res = robust_digits_accuracy(default_digits_judge().classifier, DIGITS_ROBUST_EPS, pgd_steps=10, apgd_steps=10, n=60)
+    res = robust_digits_accuracy(
+        default_digits_judge().classifier, DIGITS_ROBUST_EPS, pgd_steps=10, apgd_steps=10, n=60
+    )
     assert res["robust_accuracy_pgd10"] >= 0.7
 
 

@@ -36,7 +36,12 @@ def test_unreadable_prompts_name_their_words(prompt, words):
 
 
 def test_readable_prompts():
-    assert read_prompt("a small violet disc in the middle").target == {"colour": 4, "shape": 0, "size": 0, "position": 4}
+    assert read_prompt("a small violet disc in the middle").target == {
+        "colour": 4,
+        "shape": 0,
+        "size": 0,
+        "position": 4,
+    }
     assert read_prompt("a scan of a handwritten 7").target == 7 and read_prompt("the number seven").domain == "digits"
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -183,14 +181,10 @@ def test_text_tower_sharing_weights_cannot_be_frozen(start_model):
         freeze_text_tower(clip)
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "clip_t2i.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"OMP_NUM_THREADS": "1", **__import__("os").environ},
-    )
+def _cli(*args: str):
+    from cli_runner import run_cli
+
+    return run_cli(*args)
 
 
 def test_cli_errors_are_one_line_exit_2(tmp_path, start_model):

@@ -125,48 +125,31 @@ def test_robust_zero_shot_clean_accuracy_value():
 
 def test_cli_pag_and_eval_robust_json(tmp_path):
     import json
-    import os
-    import subprocess
-    import sys
+
+    from cli_runner import run_cli
 
     torch.manual_seed(0)
     path = tmp_path / "m.safetensors"
     load_clip("vit-t32").save(path)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run(
-        [sys.executable, "-m", "clip_t2i.cli", "pag", "--model", str(path), "--n", "6", "--sigmas", "1,2", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+    r = run_cli("pag", "--model", str(path), "--n", "6", "--sigmas", "1,2", "--json")
     assert r.returncode == 0, r.stderr[-1000:]
     res = json.loads(r.stdout)
     assert set(res["alignment"]) == {"colour", "shape", "position", "mean"} and set(res["smoothed"]) == {"1", "2"}
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "clip_t2i.cli",
-            "eval-robust",
-            "--model",
-            str(path),
-            "--data",
-            "shapes,digits",
-            "--n",
-            "4",
-            "--eps",
-            "1.5",
-            "--pgd-steps",
-            "1",
-            "--apgd-steps",
-            "1",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
+    r = run_cli(
+        "eval-robust",
+        "--model",
+        str(path),
+        "--data",
+        "shapes,digits",
+        "--n",
+        "4",
+        "--eps",
+        "1.5",
+        "--pgd-steps",
+        "1",
+        "--apgd-steps",
+        "1",
+        "--json",
     )
     assert r.returncode == 0, r.stderr[-1000:]
     res = json.loads(r.stdout)

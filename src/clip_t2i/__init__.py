@@ -24,4 +24,13 @@ def generate(*args, **kwargs):  # noqa: D103 - thin lazy re-export, see pipeline
 
 generate.__doc__ = "Text to images with CLIP guidance; see :func:`clip_t2i.pipeline.generate`."
 
-__all__ = ["UserError", "generate", "load_clip", "__version__"]
+
+def stylize(*args, **kwargs):  # noqa: D103 - thin lazy re-export, see renderers.style.stylize
+    from clip_t2i.renderers.style import stylize as _stylize
+
+    return _stylize(*args, **kwargs)
+
+
+stylize.__doc__ = "Text-driven style transfer (CLIPStyler); see :func:`clip_t2i.renderers.style.stylize`."
+
+__all__ = ["UserError", "generate", "load_clip", "stylize", "__version__"]

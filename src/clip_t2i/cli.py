@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from clip_t2i.cli_options import ImageTower, Pretrained, Threads, path_or_none, set_threads
 from clip_t2i.errors import UserError
 from clip_t2i.training.config import ClipTrainConfig as _CLIP
 
@@ -49,6 +50,8 @@ def train_clip_cmd(
     model: Annotated[
         str, typer.Option(help="Architecture config, zoo name or .safetensors to start from")
     ] = _CLIP.model,
+    pretrained: Pretrained = _CLIP.pretrained,
+    image_tower: ImageTower = None,
     out: Annotated[Path, typer.Option(help="Run folder")] = Path(_CLIP.out),
     steps: Annotated[int, typer.Option(help="Optimizer steps")] = _CLIP.steps,
     batch_size: Annotated[int, typer.Option(help="Batch per process and micro-batch")] = _CLIP.batch_size,
@@ -68,7 +71,7 @@ def train_clip_cmd(
     resume: Annotated[bool, typer.Option(help="Continue from the run's latest checkpoint")] = _CLIP.resume,
     record_samples: Annotated[bool, typer.Option(hidden=True)] = _CLIP.record_samples,
     progress: Annotated[bool, typer.Option(help="Show a progress bar")] = _CLIP.progress,
-    threads: Annotated[int, typer.Option(help="CPU threads (0: auto, 1 when the machine is busy)")] = _CLIP.threads,
+    threads: Threads = _CLIP.threads,
     max_nonfinite_steps: Annotated[
         int, typer.Option(help="Stop after this many consecutive non-finite steps (0: never)")
     ] = _CLIP.max_nonfinite_steps,
@@ -102,6 +105,8 @@ def train_clip_cmd(
         progress=progress,
         threads=threads,
         max_nonfinite_steps=max_nonfinite_steps,
+        pretrained=pretrained,
+        image_tower=path_or_none(image_tower),
     )
     validate(cfg)
     if dry_run:
@@ -115,10 +120,12 @@ def train_clip_cmd(
 @app.command("eval-clip")
 def eval_clip_cmd(
     model: Annotated[str, typer.Option(help="Zoo name, .safetensors, config or open_clip name")] = "shapes-clip",
-    pretrained: Annotated[str | None, typer.Option(help="open_clip tag or weights file")] = None,
+    pretrained: Pretrained = None,
+    image_tower: ImageTower = None,
     data: Annotated[str, typer.Option(help="Comma list of shapes, shapes2, digits, or auto")] = "auto",
     n: Annotated[int, typer.Option(help="Images per shapes split")] = 1000,
     seed: Annotated[int, typer.Option()] = 1234,
+    threads: Threads = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
     """Zero-shot accuracy (per attribute, exact caption; seen/held-out) and retrieval R@1/R@5."""
@@ -127,7 +134,8 @@ def eval_clip_cmd(
 
     if n < 1:
         raise UserError("--n must be ≥ 1")
-    clip = load_clip(model, pretrained)
+    set_threads(threads)
+    clip = load_clip(model, pretrained, image_tower=path_or_none(image_tower))
     if data == "auto":
         trained_on = clip.config.get("train_data", "shapes")
         names = ["digits"] if trained_on == "digits" else ["shapes2"] if trained_on == "shapes2" else ["shapes"]
@@ -160,20 +168,20 @@ def eval_clip_cmd(
 def demo(
     out: Annotated[Path, typer.Option(help="Output folder")] = Path("outputs/demo"),
     model: Annotated[str, typer.Option(help="CLIP that guides the drawing (zoo name or file)")] = "shapes-clipag",
-    threads: Annotated[int, typer.Option(help="torch threads (0 = default)")] = 0,
+    pretrained: Pretrained = None,
+    image_tower: ImageTower = None,
+    threads: Threads = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace the demo's own files if --out already holds them")] = False,
 ) -> None:
     """Draw a grid of shapes prompts with the bundled robust CLIP (no generator network) and say where it is."""
     import time
 
-    import torch
+    from clip_t2i.pipeline import DEMO_PROMPTS, demo_grid, load_guide
 
-    from clip_t2i.pipeline import DEMO_PROMPTS, demo_grid
-
-    if threads > 0:
-        torch.set_num_threads(threads)
+    set_threads(threads)
     t0 = time.time()
-    grid = demo_grid(model, out=out, progress=True, overwrite=overwrite)
+    guide = model if pretrained is None and image_tower is None else load_guide(model, "cpu", pretrained, image_tower)
+    grid = demo_grid(guide, out=out, progress=True, overwrite=overwrite)
     typer.echo(f"{len(DEMO_PROMPTS)} prompts drawn with {model} in {time.time() - t0:.0f} s")
     typer.echo(f"grid: {grid}\nimages (prompt, seed, settings in PNG text chunks + JSON sidecars): {out}/")
 
@@ -184,6 +192,7 @@ _COMMAND_MODULES = (
     "clip_t2i.renderers.commands",
     "clip_t2i.gan.commands",
     "clip_t2i.metrics.commands",
+    "clip_t2i.renderers.style_commands",
 )
 
 

@@ -42,6 +42,7 @@ class GenerationResult:
     records: list[dict[str, Any]]
     seconds: float
     snapshots: list[list[tuple[int, Tensor]]] = field(default_factory=list)
+    svgs: list[str] = field(default_factory=list)  # one SVG document per image for vector renderers (strokes)
 
     @property
     def seconds_per_image(self) -> float:
@@ -123,8 +124,14 @@ def check_inputs(
     return prompts
 
 
-def load_guide(model: str, device: str | torch.device = "cpu"):
-    """The guiding CLIP; a one-line error if the default robust model is not in the zoo yet."""
+def load_guide(
+    model: str,
+    device: str | torch.device = "cpu",
+    pretrained: str | None = None,
+    image_tower: str | Path | None = None,
+):
+    """The guiding CLIP (``load_clip(model, pretrained, image_tower=...)``); a one-line error if the default robust
+    model is not in the zoo yet."""
     from clip_t2i import zoo
     from clip_t2i.backbones import load_clip
 
@@ -134,7 +141,7 @@ def load_guide(model: str, device: str | torch.device = "cpu"):
             f"the default model {DEFAULT_MODEL} is not in the zoo yet; pass --model "
             f"{available[0] if available else 'PATH.safetensors'} (zoo: {', '.join(available) or 'empty'})"
         )
-    return load_clip(model, device=device)
+    return load_clip(model, pretrained, image_tower=image_tower, device=device)
 
 
 def generate(
@@ -157,6 +164,8 @@ def generate(
     device: str | torch.device = "cpu",
     overwrite: bool = False,
     strict: bool = False,
+    pretrained: str | None = None,
+    image_tower: str | Path | None = None,
 ) -> GenerationResult:
     """Generate one image per (prompt, seed) with CLIP guidance.
 
@@ -175,6 +184,7 @@ def generate(
         gif, mp4: also write the optimisation as an animation per image (mp4 needs ffmpeg).
         progress: show a progress bar (True) or call ``progress(step, total, similarity)``.
         batch_size: images optimised together (default: as many as keep one forward <= 2048 views).
+        pretrained, image_tower: weights for ``model`` as in :func:`~clip_t2i.backbones.load_clip`.
         strict: refuse prompts with words the model never saw in training (default: warn and go on).
         overwrite: replace files of the same names in ``out``; without it an existing file is an error (raised
             before any compute), files with other names are left alone.
@@ -214,12 +224,13 @@ def generate(
     if out is not None:
         from clip_t2i.utils.paths import refuse_existing
 
-        refuse_existing(Path(out), output_names(prompt_list, seed_list, gif=gif, mp4=mp4), overwrite)
+        svg = _writes_svg(cfg.renderer)
+        refuse_existing(Path(out), output_names(prompt_list, seed_list, gif=gif, mp4=mp4, svg=svg), overwrite)
     if batch_size is not None:
         from clip_t2i.utils.checks import check_int
 
         check_int(batch_size, "--batch-size", cap="batch")
-    clip = load_guide(model, device) if isinstance(model, str) else model
+    clip = load_guide(model, device, pretrained, image_tower) if isinstance(model, str) else model
     model_name = model if isinstance(model, str) else getattr(model, "name", "clip")
     from clip_t2i.backbones.vocabulary import check_prompts
 
@@ -237,7 +248,7 @@ def generate(
     total_steps = cfg.guidance.steps * math.ceil(len(pairs) / chunk)
     bar = _progress_bar(progress, total_steps, len(pairs))
     done = 0
-    images, snaps, records = [], [], []
+    images, snaps, records, svgs = [], [], [], []
     try:
         for start in range(0, len(pairs), chunk):
             part = pairs[start : start + chunk]
@@ -256,6 +267,8 @@ def generate(
             res = run_guidance(rend, params, clip, targets, gens, cfg.guidance, callback=on_step)
             done += cfg.guidance.steps
             images.append(res.images.detach().cpu())
+            if hasattr(rend, "to_svg"):  # vector renderers: the final strokes as SVG
+                svgs.extend(rend.to_svg(params, i) for i in range(len(part)))
             for i, (p, s) in enumerate(part):
                 snaps.append([(st, im[i]) for st, im in res.snapshots])
                 records.append(
@@ -280,17 +293,26 @@ def generate(
     seconds = time.perf_counter() - t0
     for r in records:
         r["seconds_per_image"] = round(seconds / len(records), 3)
-    result = GenerationResult(all_images, records, seconds, snaps)
+    result = GenerationResult(all_images, records, seconds, snaps, svgs)
     if out is not None:
         write_outputs(result, Path(out), gif=gif, mp4=mp4)
     return result
 
 
-def output_names(prompts: Sequence[str], seeds: Sequence[int], gif: bool = False, mp4: bool = False) -> list[str]:
+def output_names(
+    prompts: Sequence[str], seeds: Sequence[int], gif: bool = False, mp4: bool = False, svg: bool = False
+) -> list[str]:
     """Every file name :func:`write_outputs` will write for these prompts and seeds."""
     from clip_t2i.renderers.outputs import image_file_names
 
-    return image_file_names(prompts, seeds, [".png", ".json"] + [".gif"] * gif + [".mp4"] * mp4)
+    return image_file_names(prompts, seeds, [".png", ".json"] + [".gif"] * gif + [".mp4"] * mp4 + [".svg"] * svg)
+
+
+def _writes_svg(renderer: str) -> bool:
+    """Whether ``renderer`` exports SVG (has ``to_svg``)."""
+    from clip_t2i.renderers.base import renderer_class
+
+    return hasattr(renderer_class(renderer), "to_svg")
 
 
 def _progress_bar(progress: Any, total: int, n_images: int):
@@ -305,7 +327,7 @@ def _progress_bar(progress: Any, total: int, n_images: int):
 
 def write_outputs(result: GenerationResult, out: Path, gif: bool = False, mp4: bool = False) -> None:
     """PNG (+ text chunks) and JSON sidecar per image, optional GIF / MP4; file names recorded in the records."""
-    from clip_t2i.renderers.outputs import image_stem, save_gif, save_mp4, save_png
+    from clip_t2i.renderers.outputs import image_stem, save_gif, save_mp4, save_png, save_svg
 
     out.mkdir(parents=True, exist_ok=True)
     prompt_index: dict[str, int] = {}
@@ -317,6 +339,9 @@ def write_outputs(result: GenerationResult, out: Path, gif: bool = False, mp4: b
             rec["gif"] = f"{stem}.gif"
         if mp4:
             rec["mp4"] = f"{stem}.mp4"
+        if result.svgs:
+            rec["svg"] = f"{stem}.svg"
+            save_svg(out / rec["svg"], result.svgs[i])
         save_png(out / rec["file"], result.images[i], rec)
         frames = [im for _, im in result.snapshots[i]] if result.snapshots else []
         if gif and frames:

@@ -264,8 +264,14 @@ def _reachable(kind: str, candidates: list[str], timeout_s: float = 3.0) -> bool
         return False
 
 
-def _load_open_clip(name: str, pretrained: str | None, quick_gelu: bool, cache_dir: str | None) -> ClipModel:
-    """An open_clip architecture with ``pretrained`` = a tag (cache or download) or None (random init)."""
+def _load_open_clip(
+    name: str, pretrained: str | None, quick_gelu: bool, cache_dir: str | None, weights_follow: bool = False
+) -> ClipModel:
+    """An open_clip architecture with ``pretrained`` = a tag (cache or download) or None (random init).
+
+    ``weights_follow``: the caller loads a weights file into the model next, so open_clip's "No pretrained
+    weights loaded ... initialized randomly" warning would be false and is dropped.
+    """
     import logging
 
     if pretrained is not None and not name.startswith("hf-hub:"):
@@ -280,7 +286,9 @@ def _load_open_clip(name: str, pretrained: str | None, quick_gelu: bool, cache_d
         kind, cands, source = _hub_source(name, pretrained)
         cached = _cached_file(kind, cands, cache_dir)
         if cached is not None:  # offline-safe path: build, then read the cached file with the safe loader
-            clip = _load_open_clip(name, None, quick_gelu or bool(tag_cfg.get("quick_gelu")), cache_dir)
+            clip = _load_open_clip(
+                name, None, quick_gelu or bool(tag_cfg.get("quick_gelu")), cache_dir, weights_follow=True
+            )
             for key in ("mean", "std", "interpolation"):
                 if key in tag_cfg:
                     clip.config["preprocess_cfg"][key] = tag_cfg[key]
@@ -295,6 +303,12 @@ def _load_open_clip(name: str, pretrained: str | None, quick_gelu: bool, cache_d
     hub_log = logging.getLogger("huggingface_hub")
     old_level = hub_log.level
     hub_log.setLevel(logging.ERROR)
+
+    def drop_random_init_note(record: logging.LogRecord) -> bool:
+        return not (weights_follow and str(record.msg).startswith("No pretrained weights loaded"))
+
+    root = logging.getLogger()
+    root.addFilter(drop_random_init_note)
     try:
         model = open_clip.create_model(
             name, pretrained=pretrained, force_quick_gelu=quick_gelu, cache_dir=cache_dir, require_pretrained=False
@@ -308,6 +322,7 @@ def _load_open_clip(name: str, pretrained: str | None, quick_gelu: bool, cache_d
         ) from None
     finally:
         hub_log.setLevel(old_level)
+        root.removeFilter(drop_random_init_note)
     return ClipModel(model, _open_clip_config(name, model, quick_gelu))
 
 
@@ -378,7 +393,7 @@ def load_clip(
                 _apply_file(clip, pretrained)
         elif arch in open_clip.list_models():
             if pre_is_file:
-                clip = _load_open_clip(arch, None, bool(quick_gelu), cache_dir)
+                clip = _load_open_clip(arch, None, bool(quick_gelu), cache_dir, weights_follow=True)
                 _apply_file(clip, pretrained)
             else:
                 clip = _load_open_clip(arch, pretrained and str(pretrained), bool(quick_gelu), cache_dir)

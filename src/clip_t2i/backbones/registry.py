@@ -32,7 +32,7 @@ _EXTRA_PATHS: list[Path] = []
 class PreprocessConfig:
     """``preprocess_cfg``: the input transform that travels with the weights."""
 
-    size: int
+    size: int | tuple[int, int]  # open_clip models may give (H, W)
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     interpolation: str = "bilinear"
@@ -71,7 +71,8 @@ def validate_config(cfg: dict[str, Any], where: str) -> dict[str, Any]:
             raise UserError(f"model config {where}: model_cfg lacks {key!r}")
     if parsed.tokenizer.type not in ("words", "open_clip"):
         raise UserError(f"model config {where}: tokenizer.type must be 'words' or 'open_clip'")
-    if parsed.preprocess_cfg.size < 1:
+    size = parsed.preprocess_cfg.size
+    if min(size if isinstance(size, tuple) else (size,)) < 1:
         raise UserError(f"model config {where}: preprocess_cfg.size must be >= 1")
     return cfg
 

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from clip_t2i.cli_options import ImageTower, Pretrained, Threads, path_or_none, set_threads
 from clip_t2i.errors import UserError
 from clip_t2i.gan.config import GanTrainConfig as _GAN
 
@@ -21,6 +22,8 @@ def train_gan_cmd(
         ),
     ] = _GAN.variant,
     clip: Annotated[str, typer.Option(help="CLIP to wrap (zoo name, .safetensors, config); stays frozen")] = _GAN.clip,
+    pretrained: Pretrained = _GAN.clip_pretrained,
+    image_tower: ImageTower = None,
     data: Annotated[str, typer.Option(help="shapes | shapes2 | digits | image-text folder | shards")] = _GAN.data,
     out: Annotated[Path, typer.Option(help="Run folder")] = Path(_GAN.out),
     steps: Annotated[int, typer.Option(help="Iterations (one D step + one G step each)")] = _GAN.steps,
@@ -36,7 +39,7 @@ def train_gan_cmd(
     resolution: Annotated[int | None, typer.Option(help="Output side (default: the CLIP's input size)")] = None,
     mixed_precision: Annotated[str, typer.Option(help="no | bf16 | fp16 (GPU)")] = _GAN.mixed_precision,
     seed: Annotated[int, typer.Option()] = _GAN.seed,
-    threads: Annotated[int, typer.Option(help="torch threads (0 = default)")] = _GAN.threads,
+    threads: Threads = _GAN.threads,
     num_workers: Annotated[int, typer.Option(help="DataLoader workers")] = _GAN.num_workers,
     log_every: Annotated[int, typer.Option()] = _GAN.log_every,
     sample_every: Annotated[int, typer.Option(help="Steps between sample grids (0 = never)")] = _GAN.sample_every,
@@ -93,6 +96,8 @@ def train_gan_cmd(
         embed_clip=embed_clip,
         progress=progress,
         max_nonfinite_steps=max_nonfinite_steps,
+        clip_pretrained=pretrained,
+        clip_image_tower=path_or_none(image_tower),
     )
     gan_cfg = validate(cfg)
     if dry_run:
@@ -102,7 +107,7 @@ def train_gan_cmd(
         from clip_t2i.backbones import load_clip
         from clip_t2i.gan.networks import FrozenViT, stage_sizes
 
-        vit = FrozenViT(load_clip(clip))
+        vit = FrozenViT(load_clip(clip, pretrained, image_tower=path_or_none(image_tower)))
         stage_sizes(vit.grid, cfg.resolution, vit.image_size)
     final = train_gan(cfg)
     typer.echo(f"saved {final}")
@@ -118,6 +123,7 @@ def sample_cmd(
     batch_size: Annotated[int, typer.Option(help="Images per forward pass")] = 256,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace files of the same names in --out (else: an error)")] = False,
+    threads: Threads = 0,
 ) -> None:
     """Generate images with a trained GAN: PNGs (prompt, seed, model in text chunks) plus JSON sidecars."""
     from clip_t2i.gan.sample import check_prompts, read_prompt_file, sample
@@ -130,6 +136,7 @@ def sample_cmd(
     if not items:
         raise UserError("give a prompt or --prompts FILE")
     items = check_prompts(items)
+    set_threads(threads)
     result = sample(gan, items, n=n, seed=seed, out=out, batch_size=batch_size, overwrite=overwrite)
     if as_json:
         sys.stdout.write(
@@ -146,24 +153,23 @@ def eval_gan_cmd(
     ] = "shapes-clip-rn",
     judge: Annotated[str, typer.Option(help="auto (zoo shapes-judge) | none | judge .safetensors")] = "auto",
     n_fid: Annotated[int, typer.Option(help="Fakes for FID / CLIP score / judge accuracy")] = 480,
-    threads: Annotated[int, typer.Option(help="torch threads (0 = default)")] = 0,
+    pretrained: Pretrained = None,
+    image_tower: ImageTower = None,
+    threads: Threads = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
     """Evaluate trained generators side by side: FID (judge / CLIP features), CLIP score with an independent
     CLIP, mPPD, judged accuracy (shapes world, fixed seeds). Generators trained with the same CLIP share the
     real statistics."""
-    import torch
-
     from clip_t2i.backbones import load_clip
     from clip_t2i.gan.evaluate import EvalSpec, GanEvaluator
     from clip_t2i.gan.model import load_gan
 
-    if threads > 0:
-        torch.set_num_threads(threads)
+    set_threads(threads)
     if n_fid < 2:
         raise UserError(f"--n-fid must be ≥ 2, got {n_fid}")
     models = [load_gan(g) for g in gans]  # fail on any bad checkpoint before evaluating
-    ev_clip = None if eval_clip == "none" else load_clip(eval_clip)
+    ev_clip = None if eval_clip == "none" else load_clip(eval_clip, pretrained, image_tower=path_or_none(image_tower))
     if ev_clip is not None:
         ev_clip.eval()
     evaluators: dict[str, GanEvaluator] = {}

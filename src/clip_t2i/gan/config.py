@@ -21,6 +21,8 @@ class GanTrainConfig:
     variant: str = "scad"  # preset name (galip, scad, scad-mi, scad-dd, ablations) or a .json file
     overrides: tuple[str, ...] = ()  # SECTION.KEY=VALUE applied to the variant (e.g. loss.mi_weight=0.05)
     clip: str = "vit-t64"  # CLIP to wrap (zoo name, clip-t2i .safetensors, project config); frozen
+    clip_pretrained: str | None = None  # load_clip(clip, pretrained=): an open_clip tag or a weights file
+    clip_image_tower: str | None = None  # load_clip(..., image_tower=): a file replacing the image tower only
     data: str = "shapes"  # make_stream source
     out: str = "runs/gan"  # run folder
     steps: int = 2000  # optimizer steps (each = one D step + one G step)
@@ -67,14 +69,18 @@ def validate(cfg: GanTrainConfig) -> Any:
     check_choice(cfg.mixed_precision, ("no", "bf16", "fp16"), "--mixed-precision")
     if cfg.resolution is not None:
         check_int(cfg.resolution, "--resolution", minimum=8, cap="image_size")
+    if (cfg.clip_pretrained or cfg.clip_image_tower) and cfg.embed_clip == "never":
+        raise UserError(
+            "--embed-clip never cannot be used with --pretrained / --image-tower: the CLIP must be embedded"
+        )
     if not 0 <= cfg.ema_beta < 1:
         raise UserError(f"--ema-beta must be in [0, 1), got {cfg.ema_beta}")
     if cfg.embed_clip not in EMBED_CHOICES:
         raise UserError(f"--embed-clip must be one of {list(EMBED_CHOICES)}")
     if cfg.threads < 0:
         raise UserError("--threads must be ≥ 0")
-    if cfg.max_minutes is not None and cfg.max_minutes <= 0:
-        raise UserError("--max-minutes must be > 0")
+    if cfg.max_minutes is not None:  # 0: stop (and checkpoint) after the first step
+        check_float(cfg.max_minutes, "--max-minutes", nonnegative=True)
     if cfg.eval_judge not in ("auto", "none"):
         from clip_t2i import zoo
 

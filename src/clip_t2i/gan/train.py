@@ -36,6 +36,7 @@ from clip_t2i.training.common import (
     NonFiniteGuard,
     Timer,
     TrainingDiverged,
+    auto_threads,
     check_run_dir,
     finite_or_skip,
     make_accelerator,
@@ -143,8 +144,7 @@ def train_gan(cfg: GanTrainConfig) -> Path:
     from clip_t2i.gan.networks import count_parameters, text_embedding
 
     gan_cfg = validate(cfg)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    auto_threads(cfg.threads)
     run_dir = Path(cfg.out)
     check_run_dir(run_dir, cfg.resume)
     resume_from = latest_checkpoint(run_dir) if cfg.resume else None
@@ -156,7 +156,7 @@ def train_gan(cfg: GanTrainConfig) -> Path:
             raise UserError(f"--resume: {run_dir} was trained with another variant/config; use a new --out")
 
     torch.manual_seed(cfg.seed)  # before building: initialisation is part of the run
-    clip = load_clip(cfg.clip)
+    clip = load_clip(cfg.clip, cfg.clip_pretrained, image_tower=cfg.clip_image_tower)
     G, D, G_ema = build(gan_cfg, clip)
     opt_g = torch.optim.Adam(G.trainable_parameters(), lr=cfg.lr_g, betas=cfg.betas)
     opt_d = torch.optim.Adam(D.trainable_parameters(), lr=cfg.lr_d, betas=cfg.betas)

@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from clip_t2i.cli_options import ImageTower, Pretrained, Threads, path_or_none, set_threads
+
 
 def register(app: typer.Typer) -> None:
     """Add the metrics commands to the ``clip-t2i`` app."""
@@ -30,12 +32,17 @@ def register(app: typer.Typer) -> None:
         mppd_features: Annotated[
             str | None, typer.Option(help="Features for mPPD (default: pixels16 for shapes, else --features)")
         ] = None,
-        eval_clip: Annotated[str, typer.Option(help="CLIP for the CLIP score (not the guiding one)")] = "shapes-clip",
+        eval_clip: Annotated[
+            str, typer.Option(help="CLIP for the CLIP score: a different architecture and run than every guiding CLIP")
+        ] = "shapes-clip-rn",
         reference: Annotated[str | None, typer.Option(help="shapes | digits | folder of real images")] = None,
         n_reference: Annotated[int, typer.Option(help="Reference images")] = 1000,
         size: Annotated[int | None, typer.Option(help="Resize all images to this side (default: most common)")] = None,
         out: Annotated[Path | None, typer.Option(help="Report folder (default: FOLDER/eval)")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+        pretrained: Pretrained = None,
+        image_tower: ImageTower = None,
+        threads: Threads = 0,
         overwrite: Annotated[
             bool, typer.Option(help="Replace an earlier report (and, with --prompts, images)")
         ] = False,
@@ -50,6 +57,7 @@ def register(app: typer.Typer) -> None:
         if size is not None:
             check_int(size, "--size", minimum=8, cap="image_size")
         names = tuple(m.strip() for m in metrics.split(",") if m.strip())
+        set_threads(threads)
         report_dir = out or folder / "eval"
         check_writable_dir(report_dir)
         refuse_existing(report_dir, REPORT_FILES, overwrite)
@@ -61,7 +69,9 @@ def register(app: typer.Typer) -> None:
             folder,
             metrics=names,
             features=features,
-            eval_clip=eval_clip,
+            eval_clip=eval_clip
+            if pretrained is None and image_tower is None
+            else _load_eval_clip(eval_clip, pretrained, path_or_none(image_tower)),
             reference=reference,
             n_reference=n_reference,
             size=size,
@@ -79,6 +89,14 @@ def register(app: typer.Typer) -> None:
 
 
 REPORT_FILES = ("report.json", "report.md", "report.png")
+
+
+def _load_eval_clip(name: str, pretrained: str | None, image_tower: str | None):
+    from clip_t2i.backbones import load_clip
+
+    clip = load_clip(name, pretrained, image_tower=image_tower)
+    clip.config.setdefault("name", name)
+    return clip
 
 
 def sample_prompts(

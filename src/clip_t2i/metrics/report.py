@@ -148,7 +148,7 @@ def evaluate_folder(
     *,
     metrics: tuple[str, ...] = ALL_METRICS,
     features: str = "judge",
-    eval_clip: str = "shapes-clip",
+    eval_clip: Any = "shapes-clip-rn",
     reference: str | None = None,
     n_reference: int = 1000,
     size: int | None = None,
@@ -246,9 +246,9 @@ def evaluate_folder(
         guide = guides[0] if len(guides) == 1 else (",".join(guides) or None)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            res = compute_clip_score(
-                data.images, prompts, load_clip(eval_clip), eval_model_id=eval_clip, guide_model_id=guide
-            )
+            ev = load_clip(eval_clip) if isinstance(eval_clip, str) else eval_clip
+            eval_clip = eval_clip if isinstance(eval_clip, str) else getattr(ev, "name", "clip")
+            res = compute_clip_score(data.images, prompts, ev, eval_model_id=eval_clip, guide_model_id=guide)
         out["clip_score"] = {
             "value": float(res.score),
             "eval_clip": eval_clip,

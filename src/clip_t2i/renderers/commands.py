@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from clip_t2i.cli_options import ImageTower, Pretrained, Threads, path_or_none, set_threads
 from clip_t2i.errors import UserError
 
 
@@ -56,6 +57,9 @@ def generate_cmd(
     progress: Annotated[bool, typer.Option(help="Show a progress bar")] = True,
     overwrite: Annotated[bool, typer.Option(help="Replace files of the same names in --out (else: an error)")] = False,
     strict: Annotated[bool, typer.Option(help="Refuse words the model never saw in training (else: warn)")] = False,
+    pretrained: Pretrained = None,
+    image_tower: ImageTower = None,
+    threads: Threads = 0,
 ) -> None:
     """Generate images from text with CLIP guidance: one PNG (with metadata + JSON sidecar) per prompt x seed."""
     from clip_t2i.pipeline import generate
@@ -66,6 +70,7 @@ def generate_cmd(
     if batch_size is not None:
         check_int(batch_size, "--batch-size", cap="batch")
     g_over, r_over = _split_overrides(set_ or [])
+    set_threads(threads)
     result = generate(
         prompts,
         model=model,
@@ -84,6 +89,8 @@ def generate_cmd(
         batch_size=batch_size,
         overwrite=overwrite,
         strict=strict,
+        pretrained=pretrained,
+        image_tower=path_or_none(image_tower),
     )
     summary = {
         "out": str(out),

@@ -76,6 +76,13 @@ def save_png(path: str | Path, image: Tensor, record: dict[str, Any], sidecar: b
     return path
 
 
+def save_svg(path: str | Path, text: str) -> Path:
+    """Write an SVG document (vector renderers) atomically."""
+    path = Path(path)
+    atomic_write_text(path, text)
+    return path
+
+
 def read_image_record(path: str | Path) -> tuple[dict[str, Any] | None, Tensor]:
     """``(record or None, image [3, H, W] in [0, 1])`` of a PNG: the ``clip_t2i`` text chunk, else the other
     text chunks, else the ``<name>.json`` sidecar."""

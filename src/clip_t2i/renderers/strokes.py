@@ -49,8 +49,10 @@ class StrokeOptions:
     max_width: float = 50.0  # width clamp, upper
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)  # RGB composited under the strokes
     samples: int = 8  # chords per segment of the torch rasteriser
-    chunk: int = 16  # paths per no-grad distance chunk (memory vs speed)
+    tile: int = 16  # side of the pixel tiles a path's bounding box is tested against
     backend: str = "auto"  # auto | torch | diffvg
+    width_lr: float = 0.1  # width lr as a fraction of the guidance lr (CLIPDraw: 0.1 / 1.0)
+    colour_lr: float = 0.01  # colour lr as a fraction of the guidance lr (CLIPDraw: 0.01 / 1.0)
     fixed_alpha: float | None = None  # if set, every stroke's alpha is fixed to this value (no alpha gradient)
 
 
@@ -62,8 +64,8 @@ def diffvg_available() -> bool:
 def _check(o: StrokeOptions) -> None:
     if o.num_paths < 1:
         raise UserError(f"num_paths must be >= 1 (zero strokes draw nothing), got {o.num_paths}")
-    if o.max_segments < 1 or o.samples < 1 or o.chunk < 1:
-        raise UserError("max_segments, samples and chunk must be >= 1")
+    if o.max_segments < 1 or o.samples < 1 or o.tile < 1:
+        raise UserError("max_segments, samples and tile must be >= 1")
     if not (o.init_width > 0 and o.min_width > 0 and o.max_width >= o.min_width):
         raise UserError(
             f"stroke widths must be > 0 with min_width <= max_width, got init {o.init_width}, "
@@ -99,34 +101,60 @@ def _chord_distance(p: Tensor, a: Tensor, b: Tensor) -> Tensor:
     return (p - q).pow(2).sum(-1).add(1e-12).sqrt()
 
 
-def path_distance(points_px: Tensor, segments: Tensor, size: int, samples: int, chunk: int) -> Tensor:
-    """Per-pixel distance ``[B, N, H, W]`` (pixels) from each pixel centre to each path's polyline.
+def path_coverage(
+    points_px: Tensor, widths_px: Tensor, segments: Tensor, size: int, samples: int, tile: int = 16
+) -> Tensor:
+    """Per-path coverage ``[B, N, H, W]`` (see :func:`stroke_coverage`) of pixel centres by each path's polyline.
 
-    ``points_px [B, N, 3K+1, 2]`` in pixels; chords past a path's ``segments`` count are ignored.
+    ``points_px [B, N, 3K+1, 2]`` and ``widths_px [B, N]`` in pixels; chords past a path's ``segments`` count
+    are ignored. Work is limited to the ``tile`` x ``tile`` pixel tiles that each path's bounding box (grown by
+    its half width + 1 px, beyond which coverage is 0) touches; outside them the coverage is exactly 0.
     """
     b, n = points_px.shape[:2]
+    dev, dt = points_px.device, points_px.dtype
     verts = bezier_polyline(points_px, samples)  # [B, N, L+1, 2]
     a_all, b_all = verts[..., :-1, :], verts[..., 1:, :]  # [B, N, L, 2]
     n_chords = a_all.shape[-2]
-    valid = torch.arange(n_chords, device=points_px.device) < (segments.unsqueeze(-1) * samples)  # [B, N, L]
-    coords = torch.arange(size, device=points_px.device, dtype=points_px.dtype) + 0.5
-    pix = torch.stack(torch.meshgrid(coords, coords, indexing="xy"), -1).view(1, 1, size * size, 1, 2)  # x, y
-    nearest = torch.empty(b, n, size * size, dtype=torch.long, device=points_px.device)
+    valid = torch.arange(n_chords, device=dev) < (segments.unsqueeze(-1) * samples)  # [B, N, L]
+    nt = -(-size // tile)
     with torch.no_grad():
-        for s in range(0, n, chunk):
-            aa, bb = a_all[:, s : s + chunk].detach().unsqueeze(2), b_all[:, s : s + chunk].detach().unsqueeze(2)
-            d = _chord_distance(pix, aa, bb)  # [B, c, HW, L]
-            d = d.masked_fill(~valid[:, s : s + chunk].unsqueeze(2), float("inf"))
-            nearest[:, s : s + chunk] = d.argmin(-1)
-    idx = nearest.unsqueeze(-1).expand(b, n, size * size, 2)
-    a_sel = torch.gather(a_all, 2, idx)  # [B, N, HW, 2]
-    b_sel = torch.gather(b_all, 2, idx)
-    return _chord_distance(pix.view(1, 1, size * size, 2), a_sel, b_sel).view(b, n, size, size)
+        vmask = torch.cat([valid, torch.ones_like(valid[..., :1])], -1).unsqueeze(-1)  # [B, N, L+1, 1]
+        lo = verts.detach().masked_fill(~vmask, float("inf")).amin(2)  # [B, N, 2]
+        hi = verts.detach().masked_fill(~vmask, float("-inf")).amax(2)
+        reach = (widths_px.detach().clamp(min=1.0) / 2 + 1.0).unsqueeze(-1)
+        lo, hi = lo - reach, hi + reach
+        edges = torch.arange(nt, device=dev, dtype=dt) * tile  # tile [e, e + tile)
+        over_x = (hi[..., :1] >= edges) & (lo[..., :1] <= edges + tile)  # [B, N, nt]
+        over_y = (hi[..., 1:] >= edges) & (lo[..., 1:] <= edges + tile)
+        pairs = (over_y.unsqueeze(-1) & over_x.unsqueeze(-2)).nonzero()  # [M, 4]: b, n, ty, tx
+    bi, ni, ty, tx = pairs.unbind(1)
+    local = torch.arange(tile, device=dev, dtype=dt) + 0.5
+    offs = torch.stack(torch.meshgrid(local, local, indexing="xy"), -1).view(1, tile * tile, 2)  # x, y
+    pix = offs + torch.stack([tx, ty], -1).to(dt).unsqueeze(1) * tile  # [M, T*T, 2]
+    a_p, b_p, v_p = a_all[bi, ni], b_all[bi, ni], valid[bi, ni]  # [M, L, 2], [M, L]
+    m = pairs.shape[0]
+    nearest = torch.empty(m, tile * tile, dtype=torch.long, device=dev)
+    with torch.no_grad():
+        step = max(1, 2_000_000 // max(1, tile * tile * n_chords))
+        for s in range(0, m, step):
+            d = _chord_distance(
+                pix[s : s + step].unsqueeze(2),
+                a_p[s : s + step].detach().unsqueeze(1),
+                b_p[s : s + step].detach().unsqueeze(1),
+            )  # [m', TT, L]
+            nearest[s : s + step] = d.masked_fill(~v_p[s : s + step].unsqueeze(1), float("inf")).argmin(-1)
+    idx = nearest.unsqueeze(-1).expand(m, tile * tile, 2)
+    d = _chord_distance(pix, torch.gather(a_p, 1, idx), torch.gather(b_p, 1, idx))  # [M, TT]
+    cov = stroke_coverage(d, widths_px[bi, ni].unsqueeze(-1))  # [M, TT]
+    dense = torch.zeros(b, n, nt, nt, tile, tile, device=dev, dtype=cov.dtype)
+    dense = dense.index_put((bi, ni, ty, tx), cov.view(m, tile, tile))
+    return dense.permute(0, 1, 2, 4, 3, 5).reshape(b, n, nt * tile, nt * tile)[..., :size, :size]
 
 
 def stroke_coverage(distance: Tensor, widths_px: Tensor) -> Tensor:
-    """Box-filtered coverage ``c = min(w, 1) * clamp(max(w, 1) / 2 + 1/2 - d, 0, 1)``, ``[B, N, H, W]``."""
-    w = widths_px.view(*widths_px.shape, 1, 1)
+    """Box-filtered coverage ``c = min(w, 1) * clamp(max(w, 1) / 2 + 1/2 - d, 0, 1)`` (``widths_px`` broadcasts
+    against ``distance``)."""
+    w = widths_px
     return w.clamp(max=1.0) * (w.clamp(min=1.0) / 2 + 0.5 - distance).clamp(0.0, 1.0)
 
 
@@ -152,12 +180,12 @@ def rasterise(
     size: int,
     background: Sequence[float] = (1.0, 1.0, 1.0),
     samples: int = 8,
-    chunk: int = 16,
+    tile: int = 16,
 ) -> Tensor:
     """Differentiable render ``[B, 3, size, size]`` of stroke parameters in 224-units (see module docstring)."""
     scale = size / CANVAS
-    dist = path_distance(points * scale, segments, size, samples, chunk)
-    alpha = stroke_coverage(dist, widths * scale) * colours[..., 3].view(*colours.shape[:2], 1, 1)
+    cov = path_coverage(points * scale, widths * scale, segments, size, samples, tile)
+    alpha = cov * colours[..., 3].view(*colours.shape[:2], 1, 1)
     bg = torch.tensor(list(background), dtype=points.dtype, device=points.device)
     return composite(alpha, colours[..., :3], bg)
 
@@ -217,7 +245,7 @@ def strokes_to_svg(
         r, g, b, a = (float(v) for v in colours[i].detach().clamp(0, 1).cpu())
         lines.append(
             f'<path d="{d}" fill="none" stroke="rgb({r * 255:.2f},{g * 255:.2f},{b * 255:.2f})" '
-            f'stroke-opacity="{a:.5f}" stroke-width="{float(widths[i]) * scale:.4f}" '
+            f'stroke-opacity="{a:.5f}" stroke-width="{float(widths[i].detach()) * scale:.4f}" '
             'stroke-linecap="round" stroke-linejoin="round"/>'
         )
     lines.append("</svg>")
@@ -238,7 +266,8 @@ class StrokeRenderer:
         self.options = options or StrokeOptions()
         _check(self.options)
         self.backend = (
-            "diffvg" if self.options.backend == "diffvg" or (self.options.backend == "auto" and diffvg_available())
+            "diffvg"
+            if self.options.backend == "diffvg" or (self.options.backend == "auto" and diffvg_available())
             else "torch"
         )
 
@@ -271,15 +300,16 @@ class StrokeRenderer:
         o = self.options
         if self.backend == "diffvg":  # pragma: no cover - needs a compiled diffvg
             return _rasterise_diffvg(points, widths, colours, segments, self.size, o.background)
-        return rasterise(points, widths, colours, segments, self.size, o.background, o.samples, o.chunk)
+        return rasterise(points, widths, colours, segments, self.size, o.background, o.samples, o.tile)
 
     def coverage(self, params: list[Tensor]) -> Tensor:
         """Per-path coverage ``[B, N, H, W]`` of the torch rasteriser (before colour alpha), without gradient."""
         points, widths, _, segments = params
         scale = self.size / CANVAS
         with torch.no_grad():
-            dist = path_distance(points * scale, segments, self.size, self.options.samples, self.options.chunk)
-            return stroke_coverage(dist, widths * scale)
+            return path_coverage(
+                points * scale, widths * scale, segments, self.size, self.options.samples, self.options.tile
+            )
 
     @torch.no_grad()
     def project(self, params: list[Tensor], projection: Callable[[Tensor], Tensor]) -> None:
@@ -292,11 +322,11 @@ class StrokeRenderer:
 
     def param_groups(self, params: list[Tensor]) -> list[dict[str, Any]]:
         """CLIPDraw's three groups: points (lr x 1, dropping to 0.4 at 50 % and 0.1 at 75 % of the steps),
-        widths (lr x 0.1), colours (lr x 0.01)."""
+        widths (lr x ``width_lr``, CLIPDraw 0.1), colours (lr x ``colour_lr``, CLIPDraw 0.01)."""
         return [
             {"params": [params[0]], "lr_scale": 1.0, "lr_milestones": [[0.5, 0.4], [0.75, 0.1]]},
-            {"params": [params[1]], "lr_scale": 0.1},
-            {"params": [params[2]], "lr_scale": 0.01},
+            {"params": [params[1]], "lr_scale": self.options.width_lr},
+            {"params": [params[2]], "lr_scale": self.options.colour_lr},
         ]
 
     def to_svg(self, params: list[Tensor], index: int) -> str:

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from clip_t2i.cli_options import ImageTower, Pretrained, Threads, path_or_none, set_threads
 from clip_t2i.errors import UserError
 from clip_t2i.robust.config import RobustTrainConfig as _ROBUST
 
@@ -30,6 +31,9 @@ def _floats(text: str, what: str) -> list[float]:
 
 def robustify_cmd(
     model: Annotated[str, typer.Option(help="Zoo name, .safetensors or config to start from")] = _ROBUST.model,
+    pretrained: Pretrained = _ROBUST.pretrained,
+    image_tower: ImageTower = None,
+    threads: Threads = _ROBUST.threads,
     data: Annotated[str, typer.Option(help="shapes | shapes2 | digits | image-text folder | shards")] = _ROBUST.data,
     out: Annotated[Path, typer.Option(help="Run folder")] = Path(_ROBUST.out),
     objective: Annotated[str, typer.Option(help="clipag | tecoa | fare")] = _ROBUST.objective,
@@ -102,6 +106,9 @@ def robustify_cmd(
         export_clipag=str(export_clipag) if export_clipag else None,
         progress=progress,
         max_nonfinite_steps=max_nonfinite_steps,
+        pretrained=pretrained,
+        image_tower=path_or_none(image_tower),
+        threads=threads,
     )
     validate(cfg)
     if dry_run:
@@ -114,7 +121,9 @@ def robustify_cmd(
 
 def eval_robust_cmd(
     model: Annotated[str, typer.Option(help="Zoo name, .safetensors, config or open_clip name")] = "shapes-clipag",
-    pretrained: Annotated[str | None, typer.Option(help="open_clip tag or weights file")] = None,
+    pretrained: Pretrained = None,
+    image_tower: ImageTower = None,
+    threads: Threads = 0,
     data: Annotated[str, typer.Option(help="Comma list of shapes, digits, or auto")] = "auto",
     eps: Annotated[str, typer.Option(help="Comma list of ε (224-convention for L2)")] = "0.5,1,1.5,3",
     norm: Annotated[str, typer.Option(help="l2 | linf")] = "l2",
@@ -162,7 +171,8 @@ def eval_robust_cmd(
     attack_list = [a.strip() for a in attacks.split(",") if a.strip()]
     if pgd_steps < 1 or apgd_steps < 1:
         raise UserError("--pgd-steps and --apgd-steps must be ≥ 1")
-    clip = load_clip(model, pretrained, device=dev)
+    set_threads(threads)
+    clip = load_clip(model, pretrained, image_tower=path_or_none(image_tower), device=dev)
     if data == "auto":
         names = ["digits"] if clip.config.get("train_data") == "digits" else ["shapes"]
     else:
@@ -200,7 +210,9 @@ def eval_robust_cmd(
 
 def pag_cmd(
     model: Annotated[str, typer.Option(help="Zoo name, .safetensors, config or open_clip name")] = "shapes-clipag",
-    pretrained: Annotated[str | None, typer.Option(help="open_clip tag or weights file")] = None,
+    pretrained: Pretrained = None,
+    image_tower: ImageTower = None,
+    threads: Threads = 0,
     n: Annotated[int, typer.Option(help="Number of (image, one-attribute edit) pairs")] = 300,
     seed: Annotated[int, typer.Option()] = 0,
     sigmas: Annotated[str, typer.Option(help="Comma list of gradient-smoothing σ (pixels)")] = "1,2,4",
@@ -215,7 +227,8 @@ def pag_cmd(
     sig = _floats(sigmas, "--sigmas")
     if any(s < 0 for s in sig):
         raise UserError("--sigmas must be ≥ 0")
-    clip = load_clip(model, pretrained)
+    set_threads(threads)
+    clip = load_clip(model, pretrained, image_tower=path_or_none(image_tower))
     res = {"model": model, **pag_alignment(clip, n=n, seed=seed, sigmas=sig)}
     if as_json:
         _print_json(res)

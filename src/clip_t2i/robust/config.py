@@ -33,6 +33,8 @@ class RobustTrainConfig:
 
     data: str = "shapes"  # shapes | shapes2 | digits | image-text folder | webdataset shards
     model: str = "shapes-clip"  # zoo name, clip-t2i .safetensors or project config to start from
+    pretrained: str | None = None  # load_clip(model, pretrained=): an open_clip tag or a weights file
+    image_tower: str | None = None  # load_clip(..., image_tower=): a file replacing the image tower only
     out: str = "runs/robust"  # run folder (checkpoints/, logs/, config.json, final.safetensors)
     objective: str = "clipag"  # clipag | tecoa | fare
     attack: str = "pgd"  # pgd | fast | free | none
@@ -62,6 +64,7 @@ class RobustTrainConfig:
     resume: bool = False
     export_clipag: str | None = None  # also write the official CLIPAG layout ({'state_dict': module.*}) here
     progress: bool = True
+    threads: int = 0  # torch CPU threads; 0 = auto (1 on a busy machine, else all cores)
     max_nonfinite_steps: int = 20  # consecutive non-finite steps after which the run stops (0: never)
 
 
@@ -78,9 +81,10 @@ def validate(cfg: RobustTrainConfig) -> None:
     check_int(cfg.eval_every, "--eval-every", minimum=0)
     check_int(cfg.log_every, "--log-every")
     check_int(cfg.max_nonfinite_steps, "--max-nonfinite-steps", minimum=0)
+    check_int(cfg.threads, "--threads", minimum=0)
     check_choice(cfg.mixed_precision, ("no", "bf16", "fp16"), "--mixed-precision")
     if cfg.max_minutes is not None:
-        check_float(cfg.max_minutes, "--max-minutes", positive=True)
+        check_float(cfg.max_minutes, "--max-minutes", nonnegative=True)  # 0: stop after the first step
     _validate_attack(cfg)
 
 

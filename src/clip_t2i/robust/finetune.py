@@ -54,6 +54,7 @@ from clip_t2i.training.common import (
     NonFiniteGuard,
     Timer,
     TrainingDiverged,
+    auto_threads,
     check_run_dir,
     make_accelerator,
     param_groups,
@@ -344,16 +345,21 @@ def robustify(cfg: RobustTrainConfig, echo: Callable[[str], Any] | None = print)
     validate(cfg)
     run_dir = Path(cfg.out)
     check_run_dir(run_dir, cfg.resume)
+    auto_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     resume_from = latest_checkpoint(run_dir) if cfg.resume else None
     if cfg.resume and resume_from is None:
         raise UserError(f"--resume: no checkpoint found in {run_dir}/checkpoints")
-    clip = load_clip(resume_from / "model.safetensors" if resume_from is not None else cfg.model)
+    clip = (
+        load_clip(resume_from / "model.safetensors")
+        if resume_from is not None
+        else load_clip(cfg.model, cfg.pretrained, image_tower=cfg.image_tower)
+    )
     n_trainable = freeze_text_tower(clip)
     eps = effective_eps(cfg.eps, clip.image_size, cfg.norm)
     reference = None
     if cfg.objective == "fare":  # f_0: always the *initial* model, also when resuming
-        reference = load_clip(cfg.model)
+        reference = load_clip(cfg.model, cfg.pretrained, image_tower=cfg.image_tower)
         reference.requires_grad_(False)
     accelerator = make_accelerator(run_dir, 1, cfg.mixed_precision)  # accumulation is done by AdversarialStep
     if reference is not None:  # the FARE target f_0(x) is computed on the batches, which live on the device

@@ -47,7 +47,7 @@ def train_clip(cfg: ClipTrainConfig) -> Path:
     check_run_dir(run_dir, cfg.resume)
     auto_threads(cfg.threads)
     torch.manual_seed(cfg.seed)  # before building the model: its initialisation is part of the run
-    clip = load_clip(cfg.model)
+    clip = load_clip(cfg.model, cfg.pretrained, image_tower=cfg.image_tower)
     accelerator = make_accelerator(run_dir, cfg.grad_accum, cfg.mixed_precision)
     rank, world = accelerator.process_index, accelerator.num_processes
     resume_from = latest_checkpoint(run_dir) if cfg.resume else None

@@ -16,6 +16,8 @@ class ClipTrainConfig:
 
     data: str = "shapes"  # shapes | shapes2 | digits | image-text folder | webdataset shards
     model: str = "vit-t64"  # project config, zoo name or clip-t2i .safetensors to start from
+    pretrained: str | None = None  # load_clip(model, pretrained=): an open_clip tag or a weights file
+    image_tower: str | None = None  # load_clip(..., image_tower=): a file replacing the image tower only
     out: str = "runs/clip"  # run folder (checkpoints/, logs/, config.json, final.safetensors)
     steps: int = 800  # optimizer steps
     batch_size: int = 256  # per process and per micro-batch
@@ -58,6 +60,6 @@ def validate(cfg: ClipTrainConfig) -> None:
     check_choice(cfg.mixed_precision, ("no", "bf16", "fp16"), "--mixed-precision")
     check_choice(cfg.positives, ("label", "caption"), "--positives")
     if cfg.max_minutes is not None:
-        check_float(cfg.max_minutes, "--max-minutes", positive=True)
+        check_float(cfg.max_minutes, "--max-minutes", nonnegative=True)  # 0: stop after the first step
     if not all(0 <= b < 1 for b in cfg.betas):
         raise UserError(f"betas must lie in [0, 1), got {cfg.betas}")

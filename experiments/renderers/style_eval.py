@@ -1,0 +1,68 @@
+"""Style benchmark: same contents, colour texts, seed and settings with shapes-clip vs shapes-clipag.
+
+Hit = dominant hue of the output is the asked colour; content kept = Sobel edge correlation with the content >= 0.5
+(fixed before measuring). Also shapes-clip-rn CLIP score of "a <colour> image". Usage: style_eval.py [STEPS] [LOSS].
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from clip_t2i.backbones import load_clip
+from clip_t2i.renderers.outputs import make_grid, save_png
+from clip_t2i.renderers.style import StyleConfig, dominant_colour, edge_correlation, load_content, run_style
+
+ROOT = Path(__file__).parent / "results"
+CONTENTS = ("skimage:astronaut", "skimage:coffee", "shapes:1", "shapes:2")
+COLOURS = ("red", "green", "blue", "yellow", "purple", "orange")
+KEEP = 0.5
+
+
+def main() -> None:
+    steps = int(sys.argv[1]) if len(sys.argv) > 1 else 30
+    loss = sys.argv[2] if len(sys.argv) > 2 else "ssim"
+    cfg = StyleConfig(steps=steps, size=64, patches=8, content_loss=loss, snapshot_every=0)
+    rn = load_clip("shapes-clip-rn")
+    summary: dict = {
+        "steps": steps,
+        "content_loss": loss,
+        "size": 64,
+        "patches": 8,
+        "keep_threshold": KEEP,
+        "models": {},
+    }
+    for model in ("shapes-clip", "shapes-clipag"):
+        clip = load_clip(model)
+        rows, imgs = [], []
+        for c in CONTENTS:
+            content = load_content(c, cfg.size)
+            for col in COLOURS:
+                res = run_style(clip, content, col, cfg, seed=0)
+                dom = dominant_colour(res.image)[0]
+                corr = float(edge_correlation(res.image, content)[0])
+                with torch.no_grad():
+                    e = torch.nn.functional.normalize(rn.encode_image(res.image).float(), dim=-1)
+                    t = torch.nn.functional.normalize(rn.encode_text([f"a {col} image"]).float(), dim=-1)
+                rows.append({"content": c, "colour": col, "dominant": dom, "edge_corr": corr, "rn_cos": float(e @ t.T)})
+                imgs.append(res.image)
+        hit = [r["dominant"] == r["colour"] for r in rows]
+        kept = [r["edge_corr"] >= KEEP for r in rows]
+        summary["models"][model] = {
+            "hue_hit": sum(hit) / len(rows),
+            "content_kept": sum(kept) / len(rows),
+            "hit_and_kept": sum(h and k for h, k in zip(hit, kept, strict=True)) / len(rows),
+            "mean_edge_corr": sum(r["edge_corr"] for r in rows) / len(rows),
+            "rn_clip_score": 100 * sum(r["rn_cos"] for r in rows) / len(rows),
+            "rows": rows,
+        }
+        save_png(ROOT / f"style-grid-{model}-{loss}.png", make_grid(torch.cat(imgs), len(COLOURS)), {}, sidecar=False)
+        (ROOT / f"style_eval_{loss}.json").write_text(json.dumps(summary, indent=1) + "\n")
+        print(model, {k: v for k, v in summary["models"][model].items() if k != "rows"}, flush=True)
+
+
+if __name__ == "__main__":
+    main()
