@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import platform
 import time
@@ -23,6 +22,8 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+
+from clip_t2i.utils import jsonout
 
 
 def best_rate(fn: Callable[[], int], seconds: float, repeats: int) -> float:
@@ -133,7 +134,7 @@ def main() -> None:
         }
     res["training"] = {"batch": b, **training}
     res["load_avg_1min_end"] = os.getloadavg()[0]
-    print(json.dumps(res))
+    print(jsonout.dumps(res))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ is in the zoo.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 
@@ -26,6 +25,7 @@ from clip_t2i.metrics.judge import judge_shapes, load_judge, shapes_eval_prompts
 from clip_t2i.pipeline import generate
 from clip_t2i.renderers.presets import get_preset
 from clip_t2i.renderers.priors import fit_prior
+from clip_t2i.utils import jsonout
 
 
 def run_setting(clip, preset: str, prompts: list[str], heldout: torch.Tensor, judge, seed: int) -> dict:
@@ -47,8 +47,8 @@ def run_setting(clip, preset: str, prompts: list[str], heldout: torch.Tensor, ju
         "views_per_step": g.global_views + g.patch_views,
         "seconds_per_image": round(seconds / len(prompts), 4),
         "accuracy": report.accuracy,
-        "all_seen": round(float(ok[~heldout].float().mean()), 4),
-        "all_heldout": round(float(ok[heldout].float().mean()), 4),
+        "all_seen": round(float(ok[~heldout].float().mean()), 4) if bool((~heldout).any()) else None,
+        "all_heldout": round(float(ok[heldout].float().mean()), 4) if bool(heldout.any()) else None,
     }
 
 
@@ -88,7 +88,7 @@ def main() -> None:
         "speedup": round(ref["seconds_per_image"] / max(fast["seconds_per_image"], 1e-9), 2),
         "fast_accuracy_at_least_reference": fast["accuracy"]["all"] >= ref["accuracy"]["all"],
     }
-    print(json.dumps(out))
+    print(jsonout.dumps(out))
 
 
 if __name__ == "__main__":

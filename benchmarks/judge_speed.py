@@ -12,7 +12,6 @@ images (builds the fitter and loads the models).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
@@ -23,6 +22,7 @@ from clip_t2i.data.digits import DigitsDataset
 from clip_t2i.data.shapes import shapes_eval_set
 from clip_t2i.metrics.judges.scoring import default_digits_judge, default_shapes_judge
 from clip_t2i.metrics.judges.training import judge_augment
+from clip_t2i.utils import jsonout
 
 
 def _time(fn, runs: int) -> float:
@@ -63,7 +63,7 @@ def main() -> None:
         "cpu": platform.processor() or platform.machine(),
         "torch": torch.__version__,
     }
-    print(json.dumps(out))
+    print(jsonout.dumps(out))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ Usage: ``python benchmarks/metrics_speed.py [--features random|cnn] [--n 10000] 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -38,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clip_t2i.metrics import FrechetDistance, compute_prdc, frechet_distance, per_prompt_distance, vendi_score
+from clip_t2i.utils import jsonout
 
 
 class PassThrough(nn.Module):
@@ -224,7 +224,7 @@ def main() -> None:
         "python": platform.python_version(),
         "repeats": args.repeats,
     }
-    print(json.dumps(out))
+    print(jsonout.dumps(out))
 
 
 if __name__ == "__main__":

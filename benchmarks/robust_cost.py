@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import platform
 import statistics
 import time
@@ -42,6 +41,7 @@ from clip_t2i.robust.finetune import (
 )
 from clip_t2i.robust.objectives import get_objective
 from clip_t2i.training.common import param_groups
+from clip_t2i.utils import jsonout
 
 # The recipe of the zoo model shapes-clipag (see experiments/robust/README.md): four stages of free AT (m = 4)
 # with a clean term, ε = 6 (224 convention): 1600 steps at lr 1e-3 (clean weight 1), then 400 (2), 800 (4) and
@@ -160,7 +160,7 @@ def main() -> None:
     rec["total_s"] = round(rec["s_per_step"] * RECIPE["steps"], 1)
     rec["clean_total_s_same_steps"] = round(clean_s * RECIPE["steps"], 1)
     rec["total_ratio"] = round(rec["total_s"] / rec["clean_total_s_same_steps"], 3)
-    print(json.dumps(out))
+    print(jsonout.dumps(out))
 
 
 if __name__ == "__main__":

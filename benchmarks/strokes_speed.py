@@ -5,12 +5,12 @@ Prints one JSON object. diffvg is timed only if ``pydiffvg`` imports (it is not 
 
 from __future__ import annotations
 
-import json
 import time
 
 import torch
 
 from clip_t2i.renderers.strokes import StrokeOptions, StrokeRenderer, diffvg_available
+from clip_t2i.utils import jsonout
 
 
 def _time(n: int, size: int, backend: str, repeats: int = 3) -> float:
@@ -35,7 +35,7 @@ def main() -> None:
         }
     else:
         out["diffvg"] = "not installable (not on PyPI; build BachiLi/diffvg from source)"
-    print(json.dumps(out))
+    print(jsonout.dumps(out))
 
 
 if __name__ == "__main__":

@@ -305,3 +305,47 @@ def test_caps_are_documented_and_overridable(monkeypatch, env: dict, args: list[
 
         with pytest.raises(UserError, match="CLIP_T2I_MAX|limit"):
             run()
+
+
+def test_ctrl_c_checkpoints_and_resume_keeps_the_runs_own_settings(tmp_path: Path) -> None:
+    """SIGINT mid-run: the step finishes, a checkpoint is written, one line says how to resume (exit 130); the
+    resumed run takes its steps / batch / lr from the run's config.json unless given again."""
+    import json
+    import signal
+    import subprocess
+    import time
+
+    run = tmp_path / "run"
+    exe = Path(sys.executable).with_name("clip-t2i")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "clip_t2i.cli"]
+    args = ["train-clip", "--data", "digits", "--model", "vit-t32", "--steps", "5000", "--batch-size", "8"]
+    args += ["--lr", "3e-4", "--ckpt-every", "0", "--no-progress", "--threads", "1", "--out", str(run)]
+    proc = subprocess.Popen(
+        [*cmd, *args],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    log = run / "train.log"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (log.is_file() and '"step": 50' in log.read_text()):
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-800:]
+    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("Ctrl-C")]
+    assert len(lines) == 1 and lines[0].startswith("error: interrupted at step ") and "--resume" in lines[0]
+    step = int(lines[0].split("interrupted at step ")[1].split()[0])
+    assert 50 <= step < 5000
+    assert (run / "checkpoints" / f"step_{step:07d}" / "state.pt").is_file()
+    assert not (run / "final.safetensors").exists()
+
+    from cli_runner import run_cli
+
+    r = run_cli("train-clip", "--out", str(run), "--resume", "--dry-run")
+    cfg = json.loads(r.stdout)
+    assert r.returncode == 0 and cfg["steps"] == 5000 and cfg["batch_size"] == 8 and cfg["lr"] == 3e-4
+    assert cfg["data"] == "digits" and cfg["model"] == "vit-t32"
+    r = run_cli("train-clip", "--out", str(run), "--resume", "--steps", "60", "--dry-run")
+    assert json.loads(r.stdout)["steps"] == 60  # what is given on the command line wins

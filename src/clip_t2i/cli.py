@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from clip_t2i.cli_options import ImageTower, Pretrained, Threads, path_or_none, set_threads
+from clip_t2i.cli_options import ImageTower, Pretrained, Threads, path_or_none, resume_config, set_threads
 from clip_t2i.errors import UserError
 from clip_t2i.training.config import ClipTrainConfig as _CLIP
 
@@ -23,7 +22,9 @@ app = typer.Typer(
 
 
 def _print_json(obj) -> None:
-    sys.stdout.write(json.dumps(obj, indent=None, default=float) + "\n")
+    from clip_t2i.utils.jsonout import print_json
+
+    print_json(obj)
 
 
 @app.command()
@@ -44,6 +45,7 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON 
 
 @app.command("train-clip")
 def train_clip_cmd(
+    ctx: typer.Context,
     data: Annotated[
         str, typer.Option(help="shapes | shapes2 | digits | image-text folder | shard pattern")
     ] = _CLIP.data,
@@ -108,6 +110,7 @@ def train_clip_cmd(
         pretrained=pretrained,
         image_tower=path_or_none(image_tower),
     )
+    cfg = resume_config(ctx, cfg)
     validate(cfg)
     if dry_run:
         _print_json(asdict(cfg))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -31,3 +31,37 @@ def set_threads(threads: int) -> int:
 def path_or_none(p: Path | None) -> str | None:
     """``str(p)`` or None."""
     return None if p is None else str(p)
+
+
+def resume_config(ctx: typer.Context, cfg: Any, rename: dict[str, str] | None = None) -> Any:
+    """With ``--resume``, every option not given on the command line takes the run's own value from its
+    ``config.json`` (so a resumed run continues to its own ``--steps``, lr, batch, ...); given ones win.
+
+    ``rename`` maps a config field to its CLI parameter where the names differ (``clip_pretrained`` ->
+    ``pretrained``). Returns a new config (validated by the one typed parser).
+    """
+    import dataclasses
+    import json
+
+    from typer._click.core import ParameterSource
+
+    from clip_t2i.utils.config import dataclass_from_dict
+
+    if not getattr(cfg, "resume", False):
+        return cfg
+    path = Path(cfg.out) / "config.json"
+    try:
+        saved = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        saved = {}
+    if not isinstance(saved, dict) or not saved:
+        return cfg
+    merged = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    for name in merged:
+        param = (rename or {}).get(name, name)
+        if name in ("out", "resume") or name not in saved:
+            continue
+        source = ctx.get_parameter_source(param) if param in ctx.params else None
+        if source in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP):
+            merged[name] = saved[name]
+    return dataclass_from_dict(type(cfg), merged, f"{path}")

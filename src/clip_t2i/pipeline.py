@@ -48,6 +48,14 @@ class GenerationResult:
     def seconds_per_image(self) -> float:
         return self.seconds / max(1, self.images.shape[0])
 
+    def __repr__(self) -> str:
+        prompts = list(dict.fromkeys(r["prompt"] for r in self.records))
+        shown = ", ".join(repr(p) for p in prompts[:3]) + (", ..." if len(prompts) > 3 else "")
+        return (
+            f"GenerationResult({self.images.shape[0]} images {tuple(self.images.shape[1:])}, prompts [{shown}], "
+            f"{self.seconds:.1f} s)"
+        )
+
 
 def parse_seeds(spec: str | int | Sequence[int]) -> list[int]:
     """Seeds from ``"0-7"``, ``"1,5,9"``, ``"3"``, an int or a list; :class:`UserError` if malformed."""
@@ -254,7 +262,11 @@ def generate(
             part = pairs[start : start + chunk]
             targets = build_targets([p for p, _ in part], encoder)
             gens = [torch.Generator().manual_seed(s) for _, s in part]
+            if bar is not None:  # the start (prior fit, pool scoring) can take seconds: say so instead of 0/N
+                bar.set_description_str(f"preparing {len(part)} start image{'s' * (len(part) != 1)}")
             params = rend.init(len(part), gens, InitContext(clip=clip, targets=targets))
+            if bar is not None:
+                bar.set_description_str(f"generating {len(pairs)} image{'s' * (len(pairs) != 1)}")
 
             def on_step(info, _base=done) -> None:
                 sim = float(info.similarity.mean())
@@ -381,7 +393,7 @@ def demo_grid(
         overwrite=overwrite,
         **generate_kwargs,
     )
-    grid = make_grid(result.images, ncol=min(len(prompts), 3))
+    grid = make_grid(result.images, ncol=min(len(prompts), 3), labels=list(prompts))
     name = model if isinstance(model, str) else getattr(model, "name", "clip")
     record = {
         "kind": "grid",

@@ -361,6 +361,10 @@ def load_clip(
             f"{path} is a folder, not a CLIP checkpoint; "
             + (f"pass {path / hint}" if hint else "pass a .safetensors file, a zoo name or local-dir:PATH")
         )
+    if name in zoo.list_zoo() and not zoo.zoo_entry(name).get("kind", "clip").startswith("clip"):
+        kind = zoo.zoo_entry(name).get("kind", "")
+        clips = [n for n in zoo.list_zoo() if zoo.zoo_entry(n).get("kind", "clip").startswith("clip")]
+        raise UserError(f"zoo model {name} is a {kind} model, not a CLIP; CLIPs in the zoo: {', '.join(clips)}")
     if name in zoo.list_zoo():
         if pretrained is not None:
             raise UserError(f"zoo model {name} already has weights; drop pretrained=")

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from clip_t2i.cli_options import ImageTower, Pretrained, Threads, path_or_none, set_threads
+from clip_t2i.cli_options import ImageTower, Pretrained, Threads, path_or_none, resume_config, set_threads
 from clip_t2i.errors import UserError
 from clip_t2i.gan.config import GanTrainConfig as _GAN
+from clip_t2i.utils.jsonout import dumps, print_json
 
 
 def train_gan_cmd(
+    ctx: typer.Context,
     variant: Annotated[
         str,
         typer.Option(
@@ -99,9 +101,12 @@ def train_gan_cmd(
         clip_pretrained=pretrained,
         clip_image_tower=path_or_none(image_tower),
     )
+    cfg = resume_config(
+        ctx, cfg, {"clip_pretrained": "pretrained", "clip_image_tower": "image_tower", "overrides": "set_"}
+    )
     gan_cfg = validate(cfg)
     if dry_run:
-        sys.stdout.write(json.dumps({**asdict(cfg), "gan": gan_cfg.to_dict()}, default=str) + "\n")
+        print_json({**asdict(cfg), "gan": gan_cfg.to_dict()})
         return
     if cfg.resolution is not None:  # check resolution against the CLIP before creating anything on disk
         from clip_t2i.backbones import load_clip
@@ -110,7 +115,8 @@ def train_gan_cmd(
         vit = FrozenViT(load_clip(clip, pretrained, image_tower=path_or_none(image_tower)))
         stage_sizes(vit.grid, cfg.resolution, vit.image_size)
     final = train_gan(cfg)
-    typer.echo(f"saved {final}")
+    if os.environ.get("RANK", "0") == "0":  # under accelerate launch only the main process says it
+        typer.echo(f"saved {final}")
 
 
 def sample_cmd(
@@ -140,7 +146,7 @@ def sample_cmd(
     result = sample(gan, items, n=n, seed=seed, out=out, batch_size=batch_size, overwrite=overwrite)
     if as_json:
         sys.stdout.write(
-            json.dumps({"out": str(out), "model": result.model, **result.info, "images": result.records()}) + "\n"
+            dumps({"out": str(out), "model": result.model, **result.info, "images": result.records()}) + "\n"
         )
         return
     typer.echo(f"wrote {len(result.paths)} images for {len(items)} prompt(s) to {out}")
@@ -190,7 +196,7 @@ def eval_gan_cmd(
         res = evaluators[fp](m.G)
         rows.append({"gan": name, "variant": m.config.name, "steps": m.steps, **res})
     if as_json:
-        sys.stdout.write(json.dumps({"eval_clip": eval_clip, "results": rows}) + "\n")
+        print_json({"eval_clip": eval_clip, "results": rows})
         return
     keys = ["fid_judge", "fid_clip", "clip_score_eval", "mppd_judge", "mppd_clip", "judge_all", "judge_heldout_all"]
     typer.echo("| gan | variant | steps | " + " | ".join(keys) + " |")

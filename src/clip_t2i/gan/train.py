@@ -33,12 +33,15 @@ from clip_t2i.errors import UserError
 from clip_t2i.gan.config import GanTrainConfig, validate
 from clip_t2i.training.checkpoint import latest_checkpoint, load_state, save_checkpoint_on_main
 from clip_t2i.training.common import (
+    Interrupted,
     NonFiniteGuard,
+    StopOnInterrupt,
     Timer,
     TrainingDiverged,
     auto_threads,
     check_run_dir,
     finite_or_skip,
+    interrupted_message,
     make_accelerator,
     run_logger,
     save_run_config,
@@ -296,7 +299,7 @@ def train_gan(cfg: GanTrainConfig) -> Path:
     bar = tqdm(
         total=cfg.steps,
         initial=start_step,
-        disable=not cfg.progress,
+        disable=not (cfg.progress and main),
         desc=f"train-gan {gan_cfg.name}",
         dynamic_ncols=True,
     )
@@ -305,69 +308,76 @@ def train_gan(cfg: GanTrainConfig) -> Path:
     z_dim = G.z_dim
     sums: dict[str, float] = {}
     n_sums = 0
-    while step < cfg.steps:
-        batch = next(data_iter)
-        real = batch["image"].to(device) * 2 - 1
-        e = text_embedding(clip, batch["caption"]).to(device)
-        z = step_noise(cfg.seed, rank, step, real.shape[0], z_dim).to(device)
-        st = gan_step(
-            G,
-            loss_fn,
-            opt_g,
-            opt_d,
-            d_toggle,
-            real,
-            e,
-            z,
-            autocast=accelerator.autocast,
-            backward=backward,
-            on_skip=lambda who, m: log(json.dumps({"skip": who, "msg": m})),
-            step=step,
-            joint=joint,
-        )
-        step_ok = True
-        for who in ("D", "G"):
-            was_skipped = bool(st.pop(f"skipped/{who}"))
-            skipped[who] += int(was_skipped)
-            step_ok = step_ok and not was_skipped
-        try:  # skip decisions are joint across processes, so every rank stops at the same step
-            guard.update(step_ok, step)
-        except TrainingDiverged:
-            bar.close()
-            log(json.dumps({"diverged": True, "step": step, "skipped": skipped}))
-            raise
-        ema_update(G_ema, G, min(cfg.ema_beta, (1 + step) / (10 + step)))
-        step += 1
-        bar.update(1)
-        for k, v in st.items():
-            sums[k] = sums.get(k, 0.0) + float(v)
-        n_sums += 1
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            scalars = {k: v / n_sums for k, v in sums.items()}
-            sums, n_sums = {}, 0
-            accelerator.log(scalars, step=step)
-            bar.set_postfix(D=f"{scalars['D/loss']:.3f}", G=f"{scalars['G/loss']:.3f}")
-            log(
-                json.dumps(
-                    {
-                        "step": step,
-                        **{k: round(v, 5) for k, v in scalars.items()},
-                        "elapsed_s": round(timer.elapsed_s, 1),
-                        "skipped": skipped,
-                    }
-                )
+    with StopOnInterrupt() as stop:
+        while step < cfg.steps:
+            batch = next(data_iter)
+            real = batch["image"].to(device) * 2 - 1
+            e = text_embedding(clip, batch["caption"]).to(device)
+            z = step_noise(cfg.seed, rank, step, real.shape[0], z_dim).to(device)
+            st = gan_step(
+                G,
+                loss_fn,
+                opt_g,
+                opt_d,
+                d_toggle,
+                real,
+                e,
+                z,
+                autocast=accelerator.autocast,
+                backward=backward,
+                on_skip=lambda who, m: log(json.dumps({"skip": who, "msg": m})),
+                step=step,
+                joint=joint,
             )
-        if main and cfg.sample_every and step % cfg.sample_every == 0:
-            sample_grid(step)
-        if main and cfg.eval_every > 0 and step % cfg.eval_every == 0:
-            run_eval(step)
-        if cfg.ckpt_every and step % cfg.ckpt_every == 0 and step < cfg.steps:
-            checkpoint(step)
-        if joint(torch.tensor(float(timer.expired))) > 0:
-            log(json.dumps({"note": f"time budget of {cfg.max_minutes} min reached at step {step}"}))
-            break
+            step_ok = True
+            for who in ("D", "G"):
+                was_skipped = bool(st.pop(f"skipped/{who}"))
+                skipped[who] += int(was_skipped)
+                step_ok = step_ok and not was_skipped
+            try:  # skip decisions are joint across processes, so every rank stops at the same step
+                guard.update(step_ok, step)
+            except TrainingDiverged:
+                bar.close()
+                log(json.dumps({"diverged": True, "step": step, "skipped": skipped}))
+                raise
+            ema_update(G_ema, G, min(cfg.ema_beta, (1 + step) / (10 + step)))
+            step += 1
+            bar.update(1)
+            for k, v in st.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            n_sums += 1
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                scalars = {k: v / n_sums for k, v in sums.items()}
+                sums, n_sums = {}, 0
+                accelerator.log(scalars, step=step)
+                bar.set_postfix(D=f"{scalars['D/loss']:.3f}", G=f"{scalars['G/loss']:.3f}")
+                log(
+                    json.dumps(
+                        {
+                            "step": step,
+                            **{k: round(v, 5) for k, v in scalars.items()},
+                            "elapsed_s": round(timer.elapsed_s, 1),
+                            "skipped": skipped,
+                        }
+                    )
+                )
+            if main and cfg.sample_every and step % cfg.sample_every == 0:
+                sample_grid(step)
+            if main and cfg.eval_every > 0 and step % cfg.eval_every == 0:
+                run_eval(step)
+            if cfg.ckpt_every and step % cfg.ckpt_every == 0 and step < cfg.steps:
+                checkpoint(step)
+            if joint(torch.tensor(float(stop.requested))) > 0:  # any rank's Ctrl-C stops every rank
+                stop.requested = True
+                break
+            if joint(torch.tensor(float(timer.expired))) > 0:
+                log(json.dumps({"note": f"time budget of {cfg.max_minutes} min reached at step {step}"}))
+                break
     bar.close()
     checkpoint(step)
+    if stop.requested:
+        log(json.dumps({"interrupted": True, "step": step}))
+        raise Interrupted(interrupted_message(step, cfg.steps, run_dir, "train-gan"))
     if main and cfg.sample_every and step % cfg.sample_every:
         sample_grid(step)
     if main and (cfg.eval_every == 0 or (cfg.eval_every > 0 and step % cfg.eval_every)):

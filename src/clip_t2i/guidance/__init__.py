@@ -7,17 +7,30 @@
 * :mod:`~clip_t2i.guidance.loop`: :class:`GuidanceConfig` and :func:`run_guidance` (batched over prompts x seeds).
 """
 
-from clip_t2i.guidance.augment import ViewMaker, ViewSettings
-from clip_t2i.guidance.loop import GuidanceConfig, GuidanceResult, StepInfo, dynamic_threshold, run_guidance
-from clip_t2i.guidance.losses import GuidanceLoss, PromptDistance, cosine_distance, spherical_distance
-from clip_t2i.guidance.prompts import (
-    PromptTargets,
-    TextEmbeddingCache,
-    WeightedPrompt,
-    build_targets,
-    format_prompt,
-    parse_prompt,
-)
+from __future__ import annotations
+
+from clip_t2i.utils.lazy import lazy_getattr
+
+# exports load lazily, so `clip_t2i.guidance.config` (read by presets at start-up) does not pull in torch
+_EXPORTS = {
+    "ViewMaker": "augment",
+    "ViewSettings": "augment",
+    "GuidanceConfig": "config",
+    "GuidanceResult": "loop",
+    "StepInfo": "loop",
+    "dynamic_threshold": "loop",
+    "run_guidance": "loop",
+    "GuidanceLoss": "losses",
+    "PromptDistance": "losses",
+    "cosine_distance": "losses",
+    "spherical_distance": "losses",
+    "PromptTargets": "prompts",
+    "TextEmbeddingCache": "prompts",
+    "WeightedPrompt": "prompts",
+    "build_targets": "prompts",
+    "format_prompt": "prompts",
+    "parse_prompt": "prompts",
+}
 
 __all__ = [
     "GuidanceConfig",
@@ -38,3 +51,5 @@ __all__ = [
     "run_guidance",
     "spherical_distance",
 ]
+
+__getattr__ = lazy_getattr(__name__, _EXPORTS, globals())

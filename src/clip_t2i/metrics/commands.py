@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -82,7 +80,9 @@ def register(app: typer.Typer) -> None:
         public = {k: v for k, v in report.items() if not k.startswith("_")}
         public["report"] = {k: str(v) for k, v in paths.items()}
         if as_json:
-            sys.stdout.write(json.dumps(public) + "\n")
+            from clip_t2i.utils.jsonout import print_json
+
+            print_json(public)
         else:
             typer.echo(markdown_table(public))
             typer.echo(f"report: {paths['json']}, {paths['md']}, {paths['png']}")

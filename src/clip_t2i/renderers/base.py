@@ -17,15 +17,17 @@ options (a dict validated against the renderer's ``Options`` dataclass).
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, runtime_checkable
-
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from clip_t2i.errors import UserError
 from clip_t2i.utils.config import dataclass_from_dict, dataclass_to_dict
+
+if TYPE_CHECKING:  # this module stays torch-free: presets and `list_renderers` are read at start-up
+    import torch
+    from torch import Tensor
 
 __all__ = [
     "InitContext",
@@ -37,6 +39,7 @@ __all__ = [
     "per_image_generators",
     "register_renderer",
     "renderer_class",
+    "renderer_options_class",
 ]
 
 
@@ -68,6 +71,8 @@ class Renderer(Protocol):
 
 def per_image_generators(batch: int, generator: torch.Generator | Sequence[torch.Generator]) -> list[torch.Generator]:
     """A list of ``batch`` generators: the given list, or the single generator repeated."""
+    import torch
+
     if isinstance(generator, torch.Generator):
         return [generator] * batch
     gens = list(generator)
@@ -89,23 +94,41 @@ def register_renderer(cls: type) -> type:
     return cls
 
 
-def _ensure_builtin() -> None:
-    import clip_t2i.renderers.pixels  # noqa: F401 - registers pixels and pyramid
-    import clip_t2i.renderers.strokes  # noqa: F401 - registers strokes
+# built-in renderers: name -> (module that registers it, its Options class in the torch-free options module)
+_BUILTIN: dict[str, tuple[str, str]] = {
+    "pixels": ("clip_t2i.renderers.pixels", "PixelOptions"),
+    "pyramid": ("clip_t2i.renderers.pixels", "PyramidOptions"),
+    "strokes": ("clip_t2i.renderers.strokes", "StrokeOptions"),
+}
+
+
+def _unknown(name: str) -> UserError:
+    return UserError(f"unknown renderer {name!r}; choose one of {', '.join(list_renderers())}")
 
 
 def list_renderers() -> list[str]:
-    """Names of the registered renderers."""
-    _ensure_builtin()
-    return sorted(_RENDERERS)
+    """Names of the built-in and registered renderers (imports no renderer module)."""
+    return sorted({*_BUILTIN, *_RENDERERS})
 
 
 def renderer_class(name: str) -> type:
-    """The registered class of ``name``; :class:`UserError` listing valid names otherwise."""
-    _ensure_builtin()
+    """The registered class of ``name`` (a built-in one is imported on first use); :class:`UserError` otherwise."""
+    if name not in _RENDERERS and name in _BUILTIN:
+        importlib.import_module(_BUILTIN[name][0])
     if name not in _RENDERERS:
-        raise UserError(f"unknown renderer {name!r}; choose one of {', '.join(sorted(_RENDERERS))}")
+        raise _unknown(name)
     return _RENDERERS[name]
+
+
+def renderer_options_class(name: str) -> type:
+    """The ``Options`` dataclass of renderer ``name``; for built-ins without importing the renderer (or torch)."""
+    if name in _RENDERERS:
+        return _RENDERERS[name].Options
+    if name in _BUILTIN:
+        from clip_t2i.renderers import options
+
+        return getattr(options, _BUILTIN[name][1])
+    raise _unknown(name)
 
 
 def build_renderer(name: str, size: int, options: dict[str, Any] | Any | None = None) -> Renderer:

@@ -6,7 +6,6 @@ A thin layer: parse, validate, call the public API. Heavy imports happen inside 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,7 +16,9 @@ from clip_t2i.errors import UserError
 
 
 def _print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, default=float) + "\n")
+    from clip_t2i.utils.jsonout import print_json
+
+    print_json(obj)
 
 
 def _split_overrides(pairs: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -108,7 +109,8 @@ def generate_cmd(
         return
     for f in summary["files"]:
         typer.echo(f"{out / f['file']}  sim {f['similarity']:.3f}  {f['prompt']!r} seed {f['seed']}")
-    typer.echo(f"{summary['images']} images in {summary['seconds']:.1f} s ({summary['seconds_per_image']:.2f} s/image)")
+    n = summary["images"]
+    typer.echo(f"{n} image{'s' * (n != 1)} in {summary['seconds']:.1f} s ({summary['seconds_per_image']:.2f} s/image)")
 
 
 def presets_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False) -> None:
@@ -120,12 +122,14 @@ def presets_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print one 
     if as_json:
         _print_json({"presets": data, "renderers": list_renderers()})
         return
+    import shutil
+    import textwrap
+
+    width = max(60, min(shutil.get_terminal_size((100, 20)).columns, 120))
     for name, p in data.items():
         g = p["guidance"]
-        typer.echo(
-            f"{name:10s} {p['renderer']:8s} {g['steps']:4d} steps, {g['global_views']}+{g['patch_views']} views"
-            f"  {p['description'][:80]}"
-        )
+        typer.echo(f"{name}: {p['renderer']}, {g['steps']} steps, {g['global_views']}+{g['patch_views']} views")
+        typer.echo(textwrap.fill(p["description"], width=width, initial_indent="    ", subsequent_indent="    "))
     typer.echo(f"renderers: {', '.join(list_renderers())}")
 
 

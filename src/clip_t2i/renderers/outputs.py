@@ -193,14 +193,37 @@ def save_mp4(path: str | Path, frames: Sequence[Tensor], fps: int = 10, min_side
     return path
 
 
-def make_grid(images: Tensor, ncol: int, pad: int = 2, min_side: int = 128) -> Tensor:
-    """Tile ``[N, 3, H, W]`` into one ``[3, H', W']`` image (nearest upscale to ``min_side`` per tile)."""
+def make_grid(
+    images: Tensor, ncol: int, pad: int = 2, min_side: int = 128, labels: Sequence[str] | None = None
+) -> Tensor:
+    """Tile ``[N, 3, H, W]`` into one ``[3, H', W']`` image (nearest upscale to ``min_side`` per tile); with
+    ``labels``, each tile gets its text (wrapped, dark on white) in a strip below it."""
     images = _upscale(images.detach().float().cpu(), min_side)
     n, c, h, w = images.shape
     nrow = -(-n // ncol)
-    grid = torch.ones(c, nrow * (h + pad) + pad, ncol * (w + pad) + pad)
+    strip = _LABEL_LINES * _LABEL_LINE_PX + 4 if labels is not None else 0
+    grid = torch.ones(c, nrow * (h + strip + pad) + pad, ncol * (w + pad) + pad)
     for i in range(n):
         r, col = divmod(i, ncol)
-        y0, x0 = pad + r * (h + pad), pad + col * (w + pad)
+        y0, x0 = pad + r * (h + strip + pad), pad + col * (w + pad)
         grid[:, y0 : y0 + h, x0 : x0 + w] = images[i]
-    return grid
+    if labels is None:
+        return grid
+    if len(labels) != n:
+        raise ValueError(f"{len(labels)} labels for {n} images")
+    import textwrap
+
+    from PIL import Image, ImageDraw
+
+    canvas = Image.fromarray(to_uint8(grid))
+    draw = ImageDraw.Draw(canvas)
+    chars = max(8, w // 6)  # PIL's default bitmap font is about 6 px per character
+    for i, text in enumerate(labels):
+        r, col = divmod(i, ncol)
+        y0, x0 = pad + r * (h + strip + pad) + h + 2, pad + col * (w + pad) + 2
+        for k, line in enumerate(textwrap.wrap(text, chars)[:_LABEL_LINES]):
+            draw.text((x0, y0 + k * _LABEL_LINE_PX), line, fill=(20, 20, 20))
+    return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1).float() / 255
+
+
+_LABEL_LINES, _LABEL_LINE_PX = 3, 11

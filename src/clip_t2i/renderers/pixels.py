@@ -4,7 +4,9 @@ Both share the initialisations of :class:`PixelOptions`:
 
 * ``grey``: every pixel ``init_grey`` plus Gaussian noise of std ``init_noise`` (a dark grey, e.g. 0.2,
   starts inside the shapes world's background distribution);
-* ``gmm``: a pool of ``gmm_pool`` samples from a per-class Gaussian prior fitted on ``gmm_data`` at
+* ``gmm``: a pool of ``gmm_pool`` samples from a per-class Gaussian prior fitted on ``gmm_data`` (``auto``:
+  the guiding CLIP's training world, ``clip.config["train_data"]``; a model of no known world starts from
+  ``grey`` with a warning) at
   ``gmm_resolution`` (see :mod:`clip_t2i.renderers.priors`), drawn from all classes; the member closest to
   the prompt under the guiding CLIP starts the run. ``gmm_hue`` (0..1) widens the pool with colour variants:
   each member's colours are rotated about the grey axis by a random angle of up to ``gmm_hue``·180° (greys
@@ -21,8 +23,8 @@ form in a few steps, detail follows at the finer levels. ``level_lr`` scales eac
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -31,31 +33,9 @@ from torch import Tensor
 
 from clip_t2i.errors import UserError
 from clip_t2i.renderers.base import InitContext, per_image_generators, register_renderer
+from clip_t2i.renderers.options import PixelOptions, PyramidOptions
 
 INITS = ("grey", "gmm", "image")
-
-
-@dataclass(frozen=True)
-class PixelOptions:
-    """Initialisation options of the pixel renderers."""
-
-    init: str = "grey"  # grey | gmm | image
-    init_grey: float = 0.5  # grey level of the grey init
-    init_noise: float = 0.1  # std of Gaussian noise added to the grey / image init
-    init_image: str | None = None  # path of the image init
-    gmm_data: str = "shapes"  # shapes | digits | folder of class sub-folders
-    gmm_resolution: int = 16  # side of the prior's images
-    gmm_pool: int = 256  # pool size per image, drawn from all classes
-    gmm_eps: float = 1e-4  # covariance ridge
-    gmm_hue: float = 0.0  # pool colour variants: random hue rotation up to gmm_hue * 180 degrees (0 = off)
-
-
-@dataclass(frozen=True)
-class PyramidOptions(PixelOptions):
-    """Pixel options plus the pyramid's shape."""
-
-    levels: int = 4  # number of levels (finest = the image size)
-    level_lr: tuple[float, ...] | None = None  # lr multiplier per level, finest first; None = all 1
 
 
 def _check_options(o: PixelOptions) -> None:
@@ -71,32 +51,54 @@ def _check_options(o: PixelOptions) -> None:
         raise UserError(f"gmm_hue must lie in [0, 1], got {o.gmm_hue}")
 
 
+def _no_world_message(clip: Any) -> str:
+    data = (getattr(clip, "config", None) or {}).get("train_data")
+    return (
+        f"the guiding CLIP names no known training world (train_data={data!r}), so the gmm init has no prior to "
+        "follow: starting from grey (set gmm_data=shapes, digits or a folder to choose a prior)"
+    )
+
+
 def initial_images(
     size: int, options: PixelOptions, generators: Sequence[torch.Generator], context: InitContext | None
 ) -> Tensor:
     """Starting images ``[B, 3, size, size]`` in [0, 1], each drawn from its own generator."""
     o = options
     out = []
-    if o.init == "image":
+    init = o.init
+    if init == "image":
         from clip_t2i.renderers.priors import load_init_image
 
         base = load_init_image(o.init_image, size)  # type: ignore[arg-type]
-    elif o.init == "gmm":
-        from clip_t2i.renderers.priors import fit_prior, hue_rotate, pick_by_clip
+    elif init == "gmm":
+        from clip_t2i.renderers.priors import model_key, pool_start, world_prior
 
         if context is None or context.clip is None or context.targets is None:
             raise UserError("the gmm init needs the guiding CLIP and the prompts")
-        prior = fit_prior(o.gmm_data, o.gmm_resolution, o.gmm_eps)
-        directions = context.targets.positive_direction()
+        source = world_prior(context.clip) if o.gmm_data == "auto" else o.gmm_data
+        if source is None:
+            init = "grey"
+            warnings.warn(_no_world_message(context.clip), UserWarning, stacklevel=2)
+        else:
+            directions = context.targets.positive_direction()
+            mkey = model_key(context.clip)
     for b, g in enumerate(generators):
-        if o.init == "gmm":
-            pool = prior.sample_pool(o.gmm_pool, g)
-            if o.gmm_hue > 0:
-                angles = (torch.rand(len(pool), generator=g) * 2 - 1) * (o.gmm_hue * torch.pi)
-                pool = hue_rotate(pool, angles)
-            out.append(pick_by_clip(pool, context.clip, directions[b], size))  # type: ignore[union-attr]
+        if init == "gmm":
+            start = pool_start(
+                source,  # type: ignore[arg-type]
+                resolution=o.gmm_resolution,
+                eps=o.gmm_eps,
+                pool=o.gmm_pool,
+                hue=o.gmm_hue,
+                clip=context.clip,  # type: ignore[union-attr]
+                direction=directions[b],
+                size=size,
+                generator=g,
+                model=mkey,
+            )
+            out.append(start)
             continue
-        start = base if o.init == "image" else torch.full((3, size, size), o.init_grey)
+        start = base if init == "image" else torch.full((3, size, size), o.init_grey)
         noise = torch.randn(3, size, size, generator=g) * o.init_noise if o.init_noise > 0 else 0.0
         out.append((start + noise).clamp(0.0, 1.0))
     return torch.stack(out)

@@ -2,7 +2,7 @@
 
 A preset file is ``{"description": str, "renderer": NAME, "renderer_options": {...}, "guidance": {...}}``;
 ``renderer_options`` is validated against the renderer's ``Options`` dataclass and ``guidance`` against
-:class:`~clip_t2i.guidance.loop.GuidanceConfig` (unknown keys and wrong types are errors). API:
+:class:`~clip_t2i.guidance.config.GuidanceConfig` (unknown keys and wrong types are errors; no torch import). API:
 :func:`list_presets`, :func:`get_preset` (a fresh copy), :func:`add_preset` (a file of your own).
 """
 
@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from clip_t2i.errors import UserError
-from clip_t2i.guidance.loop import GuidanceConfig
-from clip_t2i.renderers.base import dataclass_from_dict, dataclass_to_dict, renderer_class
+from clip_t2i.guidance.config import GuidanceConfig
+from clip_t2i.renderers.base import dataclass_from_dict, dataclass_to_dict, renderer_options_class
 
 _KEYS = ("description", "renderer", "renderer_options", "guidance")
 
@@ -45,7 +45,7 @@ class Preset:
         g = {**dataclass_to_dict(self.guidance), **(guidance or {})}
         base = dict(self.renderer_options)
         if renderer and renderer != self.renderer:  # keep only the options the new renderer knows
-            known = {f.name for f in dataclasses.fields(renderer_class(renderer).Options)}
+            known = {f.name for f in dataclasses.fields(renderer_options_class(renderer))}
             base = {k: v for k, v in base.items() if k in known}
         return preset_from_dict(
             self.name,
@@ -78,8 +78,9 @@ def preset_from_dict(name: str, data: dict[str, Any]) -> Preset:
     renderer = data.get("renderer", "pixels")
     if not isinstance(renderer, str):
         raise UserError(f"{where}.renderer must be a renderer name")
-    cls = renderer_class(renderer)
-    opts = dataclass_from_dict(cls.Options, data.get("renderer_options", {}), f"{where}.renderer_options")
+    opts = dataclass_from_dict(
+        renderer_options_class(renderer), data.get("renderer_options", {}), f"{where}.renderer_options"
+    )
     guidance = dataclass_from_dict(GuidanceConfig, data.get("guidance", {}), f"{where}.guidance")
     try:
         guidance.validate()

@@ -6,6 +6,13 @@ over images flattened at ``resolution`` x ``resolution`` (in [-1, 1]), ``N(mu_c,
 from **all** classes (balanced, every class ``n // C`` or one more times: the CLIPAG notebook's
 ``samplers[i // 50]`` used only the first 20 of 200 classes) and the start image is the pool member whose CLIP
 embedding is closest to the prompt.
+
+The prior follows the guiding CLIP: :func:`world_prior` maps the model's training world
+(``clip.config["train_data"]``) to a prior source. Fitting the prior, sampling a pool and embedding it cost
+seconds, so both are cached on disk (:mod:`clip_t2i.utils.cache`, safetensors): the prior keyed by its settings
+and the code that makes its data, the pool (+ its CLIP embeddings and the generator state after drawing it)
+keyed by the prior, the pool settings, the model's weights and the generator's state. A cached start equals an
+uncached one bit for bit.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +28,9 @@ from torch import Tensor
 
 from clip_t2i.errors import UserError
 
-PRIOR_SOURCES = ("shapes", "digits", "<folder of class subfolders>")
+PRIOR_SOURCES = ("auto", "shapes", "digits", "<folder of class subfolders>")
+WORLD_PRIORS = {"shapes": "shapes", "shapes2": "shapes", "digits": "digits"}  # train_data -> prior source
+_CACHE_VERSION = 1
 
 
 class GaussianPrior:
@@ -89,10 +99,45 @@ class GaussianPrior:
         classes = classes[torch.randperm(n, generator=generator)]
         return self.sample(classes, generator)
 
+    def to_tensors(self) -> dict[str, Tensor]:
+        """The prior as named tensors (for :mod:`clip_t2i.utils.cache`)."""
+        out = {f"factor.{i}": f for i, f in enumerate(self.factors)}
+        out.update(
+            means=self.means,
+            low_rank=torch.tensor(self.low_rank, dtype=torch.bool),
+            settings=torch.tensor([float(self.resolution), self.eps], dtype=torch.float64),
+        )
+        return out
+
+    @classmethod
+    def from_tensors(cls, t: dict[str, Tensor]) -> GaussianPrior:
+        """Inverse of :meth:`to_tensors`."""
+        n = t["means"].shape[0]
+        resolution, eps = t["settings"].tolist()
+        factors = [t[f"factor.{i}"] for i in range(n)]
+        return cls(t["means"], factors, [bool(b) for b in t["low_rank"].tolist()], int(resolution), eps)
+
+
+def world_prior(clip: Any) -> str | None:
+    """The prior source of the world ``clip`` was trained on (``clip.config["train_data"]``), None if unknown."""
+    config = getattr(clip, "config", None)
+    return WORLD_PRIORS.get(config.get("train_data")) if isinstance(config, dict) else None
+
+
+def prior_key(source: str, resolution: int, eps: float, per_class: int = 24) -> str | None:
+    """The disk-cache key of a built-in prior: its settings + the code that renders its data; None for folders."""
+    if source not in ("shapes", "digits"):
+        return None
+    from clip_t2i import data as data_pkg
+    from clip_t2i.utils.cache import digest, file_digest
+
+    code = [Path(__file__), Path(data_pkg.__file__).parent / f"{source}.py"]
+    return digest("prior", _CACHE_VERSION, source, resolution, eps, per_class, [file_digest(f) for f in code])
+
 
 @lru_cache(maxsize=8)
 def fit_prior(source: str, resolution: int = 16, eps: float = 1e-4, per_class: int = 24) -> GaussianPrior:
-    """A prior fitted on a labelled dataset (cached per arguments).
+    """A prior fitted on a labelled dataset (cached per arguments in memory, built-in sources also on disk).
 
     ``source``: ``"shapes"`` (the 216 *seen* one-object combinations of the train split, ``per_class`` renders
     each, seed 0), ``"digits"`` (the digits train split, 10 classes) or a folder whose sub-folders are classes
@@ -100,6 +145,18 @@ def fit_prior(source: str, resolution: int = 16, eps: float = 1e-4, per_class: i
     """
     if resolution < 2:
         raise UserError(f"prior resolution must be >= 2, got {resolution}")
+    from clip_t2i.utils import cache
+
+    key = prior_key(source, resolution, eps, per_class)
+    if key is not None and (hit := cache.load("prior", key)) is not None:
+        return GaussianPrior.from_tensors(hit)
+    prior = _fit_prior(source, resolution, eps, per_class)
+    if key is not None:
+        cache.save("prior", key, prior.to_tensors())
+    return prior
+
+
+def _fit_prior(source: str, resolution: int, eps: float, per_class: int) -> GaussianPrior:
     if source == "shapes":
         from clip_t2i.data.shapes import ShapesWorld
 
@@ -164,3 +221,73 @@ def pick_by_clip(pool: Tensor, clip, direction: Tensor, size: int, batch: int = 
     up = F.interpolate(pool, size=(size, size), mode="bilinear", align_corners=False).clamp(0.0, 1.0)
     sims = torch.cat([clip.encode_image(chunk) @ direction.to(chunk.device) for chunk in up.split(batch)])
     return up[int(sims.argmax())]
+
+
+def model_key(clip: Any) -> str | None:
+    """A content hash of a CLIP (weights + config + device + mode): the pool cache's model key; None for an
+    object without a ``state_dict`` (not cached)."""
+    from clip_t2i.utils.cache import digest, tensors_digest
+
+    if not callable(getattr(clip, "state_dict", None)):
+        return None
+    config = getattr(clip, "config", {})
+    device = str(next(iter(clip.parameters())).device) if hasattr(clip, "parameters") else "cpu"
+    return digest("model", tensors_digest(clip.state_dict()), config, device, bool(getattr(clip, "training", False)))
+
+
+@torch.no_grad()
+def pool_start(
+    source: str,
+    *,
+    resolution: int,
+    eps: float,
+    pool: int,
+    hue: float,
+    clip: Any,
+    direction: Tensor,
+    size: int,
+    generator: torch.Generator,
+    model: str | None = None,
+    batch: int = 512,
+) -> Tensor:
+    """The start image ``[3, size, size]``: the member of a pool of ``pool`` prior samples (hue-rotated up to
+    ``hue`` x 180 degrees) whose CLIP embedding is closest to ``direction``; ``generator`` advances as if the pool
+    were drawn. Pool + embeddings come from the disk cache when ``(prior, pool settings, model, generator state)``
+    was seen before; ``model`` is :func:`model_key` of ``clip`` (computed when None)."""
+    from clip_t2i.utils import cache
+
+    pkey = prior_key(source, resolution, eps)
+    key = None
+    if pkey is not None and cache.cache_dir() is not None:
+        mkey = model or model_key(clip)
+        key = (
+            None
+            if mkey is None
+            else digest_pool(pkey, pool, hue, size, batch, mkey, generator.get_state().numpy().tobytes())
+        )
+        hit = None if key is None else cache.load("pool", key)
+        if hit is not None:
+            generator.set_state(hit["state"])
+            d = direction.to(hit["embeddings"].device)
+            sims = torch.cat([e @ d for e in hit["embeddings"].split(batch)])
+            i = int(sims.argmax())
+            up = F.interpolate(hit["pool"][i : i + 1], size=(size, size), mode="bilinear", align_corners=False)
+            return up.clamp(0.0, 1.0)[0]
+    members = fit_prior(source, resolution, eps).sample_pool(pool, generator)
+    if hue > 0:
+        angles = (torch.rand(len(members), generator=generator) * 2 - 1) * (hue * torch.pi)
+        members = hue_rotate(members, angles)
+    up = F.interpolate(members, size=(size, size), mode="bilinear", align_corners=False).clamp(0.0, 1.0)
+    embeddings = torch.cat([clip.encode_image(chunk) for chunk in up.split(batch)])
+    if key is not None:
+        cache.save("pool", key, {"pool": members, "embeddings": embeddings, "state": generator.get_state()})
+    d = direction.to(embeddings.device)
+    sims = torch.cat([e @ d for e in embeddings.split(batch)])
+    return up[int(sims.argmax())]
+
+
+def digest_pool(*parts: Any) -> str:
+    """The pool cache key of ``parts`` (prior key, pool settings, model key, generator state bytes)."""
+    from clip_t2i.utils.cache import digest
+
+    return digest("pool", _CACHE_VERSION, *parts)

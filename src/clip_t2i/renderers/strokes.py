@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -32,28 +31,10 @@ from torch import Tensor
 
 from clip_t2i.errors import UserError
 from clip_t2i.renderers.base import InitContext, per_image_generators, register_renderer
+from clip_t2i.renderers.options import StrokeOptions  # noqa: F401 - defined without torch, re-exported
 
 CANVAS = 224.0  # the unit canvas side of the parameters (CLIPDraw's resolution)
 BACKENDS = ("auto", "torch", "diffvg")
-
-
-@dataclass(frozen=True)
-class StrokeOptions:
-    """Options of the ``strokes`` renderer (lengths in 224-units)."""
-
-    num_paths: int = 64  # N paths per image
-    max_segments: int = 3  # each path has 1..max_segments cubic segments (uniform at random)
-    radius: float = 0.1  # random-walk step of the control points, fraction of the canvas
-    init_width: float = 1.0  # starting width
-    min_width: float = 1.0  # width clamp, lower
-    max_width: float = 50.0  # width clamp, upper
-    background: tuple[float, float, float] = (1.0, 1.0, 1.0)  # RGB composited under the strokes
-    samples: int = 8  # chords per segment of the torch rasteriser
-    tile: int = 16  # side of the pixel tiles a path's bounding box is tested against
-    backend: str = "auto"  # auto | torch | diffvg
-    width_lr: float = 0.1  # width lr as a fraction of the guidance lr (CLIPDraw: 0.1 / 1.0)
-    colour_lr: float = 0.01  # colour lr as a fraction of the guidance lr (CLIPDraw: 0.01 / 1.0)
-    fixed_alpha: float | None = None  # if set, every stroke's alpha is fixed to this value (no alpha gradient)
 
 
 def diffvg_available() -> bool:

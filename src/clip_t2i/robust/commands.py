@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from clip_t2i.cli_options import ImageTower, Pretrained, Threads, path_or_none, set_threads
+from clip_t2i.cli_options import ImageTower, Pretrained, Threads, path_or_none, resume_config, set_threads
 from clip_t2i.errors import UserError
 from clip_t2i.robust.config import RobustTrainConfig as _ROBUST
 
 
 def _print_json(obj) -> None:
-    sys.stdout.write(json.dumps(obj, default=float) + "\n")
+    from clip_t2i.utils.jsonout import print_json
+
+    print_json(obj)
 
 
 def _floats(text: str, what: str) -> list[float]:
@@ -30,6 +30,7 @@ def _floats(text: str, what: str) -> list[float]:
 
 
 def robustify_cmd(
+    ctx: typer.Context,
     model: Annotated[str, typer.Option(help="Zoo name, .safetensors or config to start from")] = _ROBUST.model,
     pretrained: Pretrained = _ROBUST.pretrained,
     image_tower: ImageTower = None,
@@ -110,6 +111,7 @@ def robustify_cmd(
         image_tower=path_or_none(image_tower),
         threads=threads,
     )
+    cfg = resume_config(ctx, cfg)
     validate(cfg)
     if dry_run:
         _print_json(asdict(cfg))
@@ -125,7 +127,7 @@ def eval_robust_cmd(
     image_tower: ImageTower = None,
     threads: Threads = 0,
     data: Annotated[str, typer.Option(help="Comma list of shapes, digits, or auto")] = "auto",
-    eps: Annotated[str, typer.Option(help="Comma list of ε (224-convention for L2)")] = "0.5,1,1.5,3",
+    eps: Annotated[str, typer.Option(help="Comma list of ε (224-convention for L2)")] = "1.5,4,6,8",
     norm: Annotated[str, typer.Option(help="l2 | linf")] = "l2",
     attacks: Annotated[str, typer.Option(help="Comma list of pgd, apgd")] = "pgd,apgd",
     n: Annotated[int, typer.Option(help="Images per split")] = 500,
@@ -141,6 +143,7 @@ def eval_robust_cmd(
     seed: Annotated[int, typer.Option()] = 1234,
     native_eps: Annotated[bool, typer.Option(help="Use ε as given (no 224 rescaling)")] = False,
     device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N (model, images and random starts)")] = "cpu",
+    progress: Annotated[bool, typer.Option(help="Show a progress bar (on stderr)")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
     """Zero-shot clean and robust accuracy (PGD, APGD-CE) at several ε on shapes (seen/held-out) and digits.
@@ -194,6 +197,7 @@ def eval_robust_cmd(
             apgd_steps=apgd_steps,
             rescale=not native_eps,
             apgd_compat=apgd_compat,
+            progress=progress,
         ),
     }
     if as_json:
@@ -216,6 +220,7 @@ def pag_cmd(
     n: Annotated[int, typer.Option(help="Number of (image, one-attribute edit) pairs")] = 300,
     seed: Annotated[int, typer.Option()] = 0,
     sigmas: Annotated[str, typer.Option(help="Comma list of gradient-smoothing σ (pixels)")] = "1,2,4",
+    progress: Annotated[bool, typer.Option(help="Show a progress bar (on stderr)")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
     """Perceptually-aligned-gradient score: cos(∇ₓ sim(x, edited caption), x* − x) on shapes edits."""
@@ -229,7 +234,7 @@ def pag_cmd(
         raise UserError("--sigmas must be ≥ 0")
     set_threads(threads)
     clip = load_clip(model, pretrained, image_tower=path_or_none(image_tower))
-    res = {"model": model, **pag_alignment(clip, n=n, seed=seed, sigmas=sig)}
+    res = {"model": model, **pag_alignment(clip, n=n, seed=seed, sigmas=sig, progress=progress)}
     if as_json:
         _print_json(res)
         return

@@ -51,11 +51,14 @@ from clip_t2i.robust.config import (
 from clip_t2i.robust.objectives import BatchTargets, Objective, get_objective
 from clip_t2i.training.checkpoint import latest_checkpoint, load_state, save_checkpoint_on_main
 from clip_t2i.training.common import (
+    Interrupted,
     NonFiniteGuard,
+    StopOnInterrupt,
     Timer,
     TrainingDiverged,
     auto_threads,
     check_run_dir,
+    interrupted_message,
     make_accelerator,
     param_groups,
     run_logger,
@@ -470,51 +473,57 @@ def robustify(cfg: RobustTrainConfig, echo: Callable[[str], Any] | None = print)
     step = start_step
     guard = NonFiniteGuard(cfg.max_nonfinite_steps)
     stats: dict[str, float] | None = None
-    while step < cfg.steps:
-        if micro is None or step % replays == 0:
-            micro = []
-            for _ in range(cfg.grad_accum):
-                b = next(data_iter)
-                micro.append({**b, "image": b["image"].to(accelerator.device).clone()})
-        eps_now = eps * min(1.0, (step + 1) / cfg.eps_warmup_steps) if cfg.eps_warmup_steps else eps
-        with accelerator.autocast():
-            stats = stepper(micro, step=step, eps=eps_now)
-        if stats is None:
-            log(f"step {step}: non-finite loss, step skipped")
-        try:
-            guard.update(stats is not None, step)
-        except TrainingDiverged:
-            bar.close()
-            log(json.dumps({"diverged": True, "step": step, "skipped": guard.total}))
-            raise
-        scheduler.step()
-        step += 1
-        bar.update(1)
-        if stats is not None and (step % cfg.log_every == 0 or step == cfg.steps):
-            scalars = {**stats, "lr": scheduler.get_last_lr()[0], "eps": eps_now}
-            accelerator.log(scalars, step=step)
-            bar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats.get('acc_adv', float('nan')):.2f}")
-            log(
-                json.dumps(
-                    {
-                        "step": step,
-                        **{k: float(f"{v:.5g}") for k, v in scalars.items()},
-                        "elapsed_s": round(timer.elapsed_s, 1),
-                    }
+    with StopOnInterrupt() as stop:
+        while step < cfg.steps:
+            if micro is None or step % replays == 0:
+                micro = []
+                for _ in range(cfg.grad_accum):
+                    b = next(data_iter)
+                    micro.append({**b, "image": b["image"].to(accelerator.device).clone()})
+            eps_now = eps * min(1.0, (step + 1) / cfg.eps_warmup_steps) if cfg.eps_warmup_steps else eps
+            with accelerator.autocast():
+                stats = stepper(micro, step=step, eps=eps_now)
+            if stats is None:
+                log(f"step {step}: non-finite loss, step skipped")
+            try:
+                guard.update(stats is not None, step)
+            except TrainingDiverged:
+                bar.close()
+                log(json.dumps({"diverged": True, "step": step, "skipped": guard.total}))
+                raise
+            scheduler.step()
+            step += 1
+            bar.update(1)
+            if stats is not None and (step % cfg.log_every == 0 or step == cfg.steps):
+                scalars = {**stats, "lr": scheduler.get_last_lr()[0], "eps": eps_now}
+                accelerator.log(scalars, step=step)
+                bar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats.get('acc_adv', float('nan')):.2f}")
+                log(
+                    json.dumps(
+                        {
+                            "step": step,
+                            **{k: float(f"{v:.5g}") for k, v in scalars.items()},
+                            "elapsed_s": round(timer.elapsed_s, 1),
+                        }
+                    )
                 )
-            )
-        if cfg.eval_every and step % cfg.eval_every == 0 and accelerator.is_main_process:
-            res = quick_robust_eval(clip, cfg.data, eps, cfg.norm)
-            if res:
-                accelerator.log({f"eval/{k}": v for k, v in res.items()}, step=step)
-                log(json.dumps({"step": step, "eval": res}))
-        if cfg.ckpt_every and step % cfg.ckpt_every == 0 and step < cfg.steps:
-            checkpoint(step)
-        if timer.expired:
-            log(f"time budget of {cfg.max_minutes} min reached at step {step}")
-            break
+            if cfg.eval_every and step % cfg.eval_every == 0 and accelerator.is_main_process:
+                res = quick_robust_eval(clip, cfg.data, eps, cfg.norm)
+                if res:
+                    accelerator.log({f"eval/{k}": v for k, v in res.items()}, step=step)
+                    log(json.dumps({"step": step, "eval": res}))
+            if cfg.ckpt_every and step % cfg.ckpt_every == 0 and step < cfg.steps:
+                checkpoint(step)
+            if stop.requested:
+                break
+            if timer.expired:
+                log(f"time budget of {cfg.max_minutes} min reached at step {step}")
+                break
     bar.close()
     checkpoint(step)
+    if stop.requested:
+        log(json.dumps({"interrupted": True, "step": step}))
+        raise Interrupted(interrupted_message(step, cfg.steps, run_dir, "robustify"))
     final = run_dir / "final.safetensors"
     if accelerator.is_main_process:
         clip.save(final, extra={"steps": str(step), "elapsed_s": f"{timer.elapsed_s:.1f}"})

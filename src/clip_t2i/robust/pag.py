@@ -133,8 +133,10 @@ def pag_alignment(
     batch_size: int = 100,
     size: int | None = None,
     gradient_fn: Callable[[PagPairs], Tensor] | None = None,
+    progress: bool = False,
 ) -> dict:
     """PAG alignment of ``clip`` (any ``load_clip`` model), or of any ``gradient_fn(pairs) -> [B, 3, S, S]``.
+    ``progress`` shows a bar over the image pairs.
 
     Returns ``{"alignment": {colour, shape, position, mean}, "smoothed": {"σ": {...}}, "n", "seed", "size"}``.
     """
@@ -148,6 +150,9 @@ def pag_alignment(
         gradient_fn = text_gradient_fn(clip)
     pairs = make_pag_pairs(size=size, n=n, seed=seed)
     raw, smooth = [], {s: [] for s in sigmas}
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=n, desc="pag", unit="pair", disable=not progress, dynamic_ncols=True)
     for start in range(0, n, batch_size):
         p = pairs[start : start + batch_size]
         grad = gradient_fn(p).detach().float()
@@ -155,6 +160,8 @@ def pag_alignment(
         raw.append(flat_cosine(grad, edit))
         for s in sigmas:
             smooth[s].append(flat_cosine(gaussian_blur(grad, s), edit))
+        bar.update(len(edit))
+    bar.close()
     return {
         "alignment": _summarise(torch.cat(raw), pairs.attribute),
         "smoothed": {f"{s:g}": _summarise(torch.cat(v), pairs.attribute) for s, v in smooth.items()},

@@ -18,12 +18,15 @@ from clip_t2i.backbones import ClipModel, load_clip
 from clip_t2i.errors import UserError
 from clip_t2i.training.checkpoint import latest_checkpoint, load_state, save_checkpoint_on_main
 from clip_t2i.training.common import (
+    Interrupted,
     NonFiniteGuard,
+    StopOnInterrupt,
     Timer,
     TrainingDiverged,
     auto_threads,
     check_run_dir,
     finite_or_skip,
+    interrupted_message,
     make_accelerator,
     param_groups,
     run_logger,
@@ -118,57 +121,63 @@ def train_clip(cfg: ClipTrainConfig) -> Path:
     step = start_step
     skipped = 0
     guard = NonFiniteGuard(cfg.max_nonfinite_steps)
-    while step < cfg.steps:
-        for _ in range(cfg.grad_accum):
-            batch = next(data_iter)
-            images = batch["image"].to(accelerator.device, non_blocking=True)
-            if samples_file is not None:
-                with open(samples_file, "a") as f:
-                    f.write("\n".join(_batch_hash(batch["image"])) + "\n")
-            keys = batch["label"] if (cfg.positives == "label" and "label" in batch) else batch["caption"]
-            tokens = unwrapped.tokenize(batch["caption"])
-            with accelerator.accumulate(model), accelerator.autocast():
-                logits = model(images, tokens)
-                loss = multi_positive_info_nce(logits.float(), positive_mask(keys).to(logits.device))
-                if not finite_or_skip(loss.detach(), step, log):
-                    skipped += 1
+    with StopOnInterrupt() as stop:
+        while step < cfg.steps:
+            for _ in range(cfg.grad_accum):
+                batch = next(data_iter)
+                images = batch["image"].to(accelerator.device, non_blocking=True)
+                if samples_file is not None:
+                    with open(samples_file, "a") as f:
+                        f.write("\n".join(_batch_hash(batch["image"])) + "\n")
+                keys = batch["label"] if (cfg.positives == "label" and "label" in batch) else batch["caption"]
+                tokens = unwrapped.tokenize(batch["caption"])
+                with accelerator.accumulate(model), accelerator.autocast():
+                    logits = model(images, tokens)
+                    loss = multi_positive_info_nce(logits.float(), positive_mask(keys).to(logits.device))
+                    if not finite_or_skip(loss.detach(), step, log):
+                        skipped += 1
+                        optimizer.zero_grad(set_to_none=True)
+                        try:
+                            guard.update(False, step)
+                        except TrainingDiverged:
+                            bar.close()
+                            log(json.dumps({"diverged": True, "step": step, "skipped": skipped}))
+                            raise
+                        continue
+                    guard.update(True, step)
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients:
+                        accelerator.clip_grad_norm_(model.parameters(), 1.0)
+                    optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
-                    try:
-                        guard.update(False, step)
-                    except TrainingDiverged:
-                        bar.close()
-                        log(json.dumps({"diverged": True, "step": step, "skipped": skipped}))
-                        raise
-                    continue
-                guard.update(True, step)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-        scheduler.step()
-        with torch.no_grad():
-            unwrapped.model.logit_scale.clamp_(0, 4.6052)  # s ≤ 100, as in CLIP
-        step += 1
-        bar.update(1)
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            scalars = {
-                "loss": loss.item(),
-                "lr": scheduler.get_last_lr()[0],
-                "logit_scale": unwrapped.logit_scale.exp().item(),
-            }
-            accelerator.log(scalars, step=step)
-            bar.set_postfix(loss=f"{scalars['loss']:.3f}", s=f"{scalars['logit_scale']:.1f}")
-            log(json.dumps({"step": step, **scalars, "elapsed_s": round(timer.elapsed_s, 1)}))
-        if cfg.eval_every and step % cfg.eval_every == 0 and accelerator.is_main_process:
-            _quick_eval(unwrapped, cfg.data, accelerator, step, log)
-        if cfg.ckpt_every and step % cfg.ckpt_every == 0 and step < cfg.steps:
-            checkpoint(step)
-        if timer.expired:
-            log(f"time budget of {cfg.max_minutes} min reached at step {step}")
-            break
+            scheduler.step()
+            with torch.no_grad():
+                unwrapped.model.logit_scale.clamp_(0, 4.6052)  # s ≤ 100, as in CLIP
+            step += 1
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                scalars = {
+                    "loss": loss.item(),
+                    "lr": scheduler.get_last_lr()[0],
+                    "logit_scale": unwrapped.logit_scale.exp().item(),
+                }
+                accelerator.log(scalars, step=step)
+                bar.set_postfix(loss=f"{scalars['loss']:.3f}", s=f"{scalars['logit_scale']:.1f}")
+                log(json.dumps({"step": step, **scalars, "elapsed_s": round(timer.elapsed_s, 1)}))
+            if cfg.eval_every and step % cfg.eval_every == 0 and accelerator.is_main_process:
+                _quick_eval(unwrapped, cfg.data, accelerator, step, log)
+            if cfg.ckpt_every and step % cfg.ckpt_every == 0 and step < cfg.steps:
+                checkpoint(step)
+            if stop.requested:
+                break
+            if timer.expired:
+                log(f"time budget of {cfg.max_minutes} min reached at step {step}")
+                break
     bar.close()
     checkpoint(step)
+    if stop.requested:
+        log(json.dumps({"interrupted": True, "step": step}))
+        raise Interrupted(interrupted_message(step, cfg.steps, run_dir, "train-clip"))
     if cfg.record_samples:
         digest = hashlib.sha1()
         for k, v in sorted(unwrapped.model.state_dict().items()):

@@ -145,6 +145,52 @@ class NonFiniteGuard:
         return False
 
 
+class Interrupted(UserError):
+    """Ctrl-C during training: the step in progress finished, a checkpoint was written; exit code 130."""
+
+    exit_code = 130
+
+
+class StopOnInterrupt:
+    """Context manager: the first Ctrl-C only sets :attr:`requested` (the loop finishes its step, checkpoints and
+    stops); a second one interrupts at once. Outside the main thread (or outside the block) Ctrl-C is unchanged."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        import sys
+
+        sys.stderr.write("\nCtrl-C: stopping after this step and writing a checkpoint (Ctrl-C again to abort)\n")
+
+    def __enter__(self) -> StopOnInterrupt:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import signal
+
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            self._old = None
+
+
+def interrupted_message(step: int, total: int, run_dir: Path, command: str) -> str:
+    """The one line printed when a run stops on Ctrl-C: where it stopped and how to continue."""
+    return (
+        f"interrupted at step {step} of {total}; checkpoint written to {run_dir}/checkpoints; "
+        f"continue with: clip-t2i {command} --out {run_dir} --resume"
+    )
+
+
 class Timer:
     """Wall-clock budget: ``expired`` once ``minutes`` have passed (None = never)."""
 
