@@ -24,7 +24,7 @@ from clip_t2i.backbones import load_clip
 from clip_t2i.metrics.judge import judge_shapes, load_judge, shapes_eval_prompts
 from clip_t2i.pipeline import generate
 from clip_t2i.renderers.presets import get_preset
-from clip_t2i.renderers.priors import fit_prior
+from clip_t2i.renderers.priors import fit_prior, world_prior
 from clip_t2i.utils import jsonout
 
 
@@ -32,7 +32,8 @@ def run_setting(clip, preset: str, prompts: list[str], heldout: torch.Tensor, ju
     cfg = get_preset(preset)
     opts = cfg.renderer_options
     if opts.get("init") == "gmm":
-        fit_prior(opts.get("gmm_data", "shapes"), opts.get("gmm_resolution", 16))
+        data = opts.get("gmm_data", "auto")
+        fit_prior(world_prior(clip) or "shapes" if data == "auto" else data, opts.get("gmm_resolution", 16))
     t0 = time.perf_counter()
     res = generate(prompts, model=clip, seeds=[seed], preset=preset, progress=False)
     seconds = time.perf_counter() - t0

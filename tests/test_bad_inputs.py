@@ -119,6 +119,7 @@ CASES: list[tuple[list[str], str]] = [
     (["robustify", "--clean-weight", "-1"], "clean"),
     (["robustify", "--steps", "0"], "--steps"),
     (["robustify", "--out", EXISTING], "not a folder"),
+    (["robustify", "--export-clipag", EXISTING], "already exists"),
     # eval-robust
     (["eval-robust", *TINY, "--eps", "0"], "eps"),
     (["eval-robust", *TINY, "--eps", "a,b"], "eps"),

@@ -107,6 +107,7 @@ def test_robustify_starts_from_the_files(files, tmp_path, capsys) -> None:
     assert 0 < moved < 1e-3  # one AdamW step of lr 1e-4 moves each weight by at most ~lr
 
 
+@pytest.mark.slow  # a GAN step on a 49k-token BPE CLIP: ~60 s on a loaded 2-core machine
 def test_train_gan_and_evaluate_take_the_files(files, tmp_path, capsys) -> None:
     from clip_t2i.gan.model import load_gan
 

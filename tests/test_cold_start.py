@@ -125,3 +125,21 @@ def test_unknown_world_starts_grey_with_one_warning(cache_root, digits_clip):
     del clip.config["train_data"]
     with pytest.warns(UserWarning, match="no known training world"):
         _start(clip, "a handwritten digit 3")
+
+
+def test_damaged_cache_entries_are_misses(cache_root, digits_clip):
+    first = _start(digits_clip, "a handwritten digit 3")
+    for kind in ("pool", "prior"):
+        for f in (cache_root / kind).glob("*.safetensors"):
+            cache.save(kind, f.stem, {"pool": torch.zeros(2), "means": torch.zeros(1)})  # readable, wrong content
+    priors.fit_prior.cache_clear()
+    assert torch.equal(_start(digits_clip, "a handwritten digit 3"), first)
+
+
+def test_model_key_follows_the_weights(digits_clip):
+    clip = copy.deepcopy(digits_clip)
+    key = priors.model_key(clip)
+    assert priors.model_key(clip) == key == priors.model_key(copy.deepcopy(digits_clip))
+    with torch.no_grad():
+        next(iter(clip.parameters())).add_(1e-3)  # an in-place change must change the key
+    assert priors.model_key(clip) != key

@@ -218,6 +218,7 @@ def test_cli_bad_input_one_line_exit_2_no_files(tmp_path):
     assert r.returncode == 2 and "untrained" in r.stderr
 
 
+@pytest.mark.slow  # two accelerate processes
 def test_two_processes_stay_in_sync(tmp_path):
     out = tmp_path / "ddp"
     accelerate = Path(sys.executable).with_name("accelerate")

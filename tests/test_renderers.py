@@ -255,7 +255,19 @@ def test_demo_grid(tmp_path):
         progress=False,
         steps=2,
         renderer_options={"init": "grey"},
+        compare=None,
     )
     assert path.name == "grid.png" and len(list(tmp_path.glob("*.png"))) == 3
     rec, _ = read_image_record(path)
     assert rec["kind"] == "grid" and rec["model"] == "vit-t32"
+    side = demo_grid(
+        load_clip("vit-t32"),
+        out=tmp_path / "cmp",
+        prompts=["a red circle"],
+        progress=False,
+        steps=1,
+        compare=load_clip("vit-t32"),
+        overwrite=False,
+    )
+    rec, _ = read_image_record(side)
+    assert rec["models"] == ["vit-t32", "vit-t32"] and len(rec["files"]) == 2

@@ -175,8 +175,15 @@ def demo(
     image_tower: ImageTower = None,
     threads: Threads = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace the demo's own files if --out already holds them")] = False,
+    compare: Annotated[str, typer.Option(help="CLIP drawn side by side with --model ('none': only --model)")] = (
+        "shapes-clip"
+    ),
+    preset: Annotated[str, typer.Option(help="pag: dark-grey start, shapes from the gradients; fast: retrieval")] = (
+        "pag"
+    ),
 ) -> None:
-    """Draw a grid of shapes prompts with the bundled robust CLIP (no generator network) and say where it is."""
+    """Draw shapes prompts with the bundled robust CLIP and, side by side, the vanilla one (no generator network),
+    from the same neutral start; say where the labelled grid is."""
     import time
 
     from clip_t2i.pipeline import DEMO_PROMPTS, demo_grid, load_guide
@@ -184,8 +191,16 @@ def demo(
     set_threads(threads)
     t0 = time.time()
     guide = model if pretrained is None and image_tower is None else load_guide(model, "cpu", pretrained, image_tower)
-    grid = demo_grid(guide, out=out, progress=True, overwrite=overwrite)
-    typer.echo(f"{len(DEMO_PROMPTS)} prompts drawn with {model} in {time.time() - t0:.0f} s")
+    grid = demo_grid(
+        guide,
+        out=out,
+        progress=True,
+        overwrite=overwrite,
+        preset=preset,
+        compare=None if compare == "none" else compare,
+    )
+    with_ = f"{model} and {compare}" if compare != "none" else model
+    typer.echo(f"{len(DEMO_PROMPTS)} prompts drawn with {with_} (preset {preset}) in {time.time() - t0:.0f} s")
     typer.echo(f"grid: {grid}\nimages (prompt, seed, settings in PNG text chunks + JSON sidecars): {out}/")
 
 

@@ -362,46 +362,68 @@ def write_outputs(result: GenerationResult, out: Path, gif: bool = False, mp4: b
             save_mp4(out / rec["mp4"], frames)
 
 
+DEMO_COMPARE = "shapes-clip"  # the vanilla CLIP the robust default is compared with
+DEMO_PRESET = "pag"  # a neutral (dark-grey) start: shapes can only come from the gradients
+
+
 def demo_grid(
     model: str | Any = DEFAULT_MODEL,
     out: str | Path = "outputs/demo",
     prompts: Sequence[str] = DEMO_PROMPTS,
-    preset: str = "fast",
+    preset: str = DEMO_PRESET,
     seed: int = 0,
     progress: bool = True,
     overwrite: bool = False,
+    compare: str | Any | None = DEMO_COMPARE,
     **generate_kwargs: Any,
 ) -> Path:
-    """Generate a grid of a handful of shapes prompts (one seed each) with the fast preset; returns the grid path.
+    """Draw a handful of shapes prompts (one seed each) with ``model`` and, side by side, with ``compare`` (same
+    preset, prompts and seed); returns the path of the labelled grid ``out/grid.png`` (one row per model).
 
-    The individual PNGs (with metadata) go to ``out`` as well; the grid is ``out/grid.png``. Extra keyword
-    arguments go to :func:`generate`. Files already in ``out`` are left alone; one this call would write is an
-    error before any work, unless ``overwrite``.
+    The default compares the robust ``shapes-clipag`` with the vanilla ``shapes-clip`` from the ``pag`` preset's
+    dark-grey start, so what the grid shows is what each CLIP's gradients draw (``preset="fast"`` starts from a
+    retrieved prior sample instead). Each model's PNGs (with metadata) go to ``out/<model>/``. Files already in
+    ``out`` are left alone; one this call would write is an error before any work, unless ``overwrite``.
     """
-    from clip_t2i.renderers.outputs import make_grid, save_png
+    from clip_t2i.renderers.outputs import make_grid, save_png, slugify
     from clip_t2i.utils.paths import check_writable_dir, refuse_existing
 
+    models = [model] + ([compare] if compare is not None else [])
+    names = [m if isinstance(m, str) else getattr(m, "name", "clip") for m in models]
+    slugs = [slugify(n) for n in names]
+    slugs = [s if slugs.index(s) == i else f"{s}-{i + 1}" for i, s in enumerate(slugs)]  # same model twice
+    folders = [Path(out) / s for s in slugs] if len(models) > 1 else [Path(out)]
     check_writable_dir(Path(out))
-    refuse_existing(Path(out), ["grid.png", *output_names(list(prompts), [seed])], overwrite)
-    result = generate(
-        list(prompts),
-        model=model,
-        seeds=[seed],
-        preset=preset,
-        out=out,
-        progress=progress,
-        overwrite=overwrite,
-        **generate_kwargs,
-    )
-    grid = make_grid(result.images, ncol=min(len(prompts), 3), labels=list(prompts))
-    name = model if isinstance(model, str) else getattr(model, "name", "clip")
+    refuse_existing(Path(out), ["grid.png"], overwrite)
+    for folder in folders:
+        refuse_existing(folder, output_names(list(prompts), [seed]), overwrite)
+    results = [
+        generate(
+            list(prompts),
+            model=m,
+            seeds=[seed],
+            preset=preset,
+            out=folder,
+            progress=progress,
+            overwrite=overwrite,
+            **generate_kwargs,
+        )
+        for m, folder in zip(models, folders, strict=True)
+    ]
+    images = torch.cat([r.images for r in results])
+    labels = [f"{n}: {p}" if len(models) > 1 else p for n in names for p in prompts]
+    ncol = len(prompts) if len(models) > 1 else min(len(prompts), 3)
+    grid = make_grid(images, ncol=ncol, labels=labels)
     record = {
         "kind": "grid",
         "prompts": list(prompts),
-        "model": name,
+        "model": names[0],
+        "models": names,
         "preset": preset,
         "seed": seed,
-        "seconds": round(result.seconds, 2),
-        "files": [r["file"] for r in result.records],
+        "seconds": round(sum(r.seconds for r in results), 2),
+        "files": [
+            str(f.relative_to(out) / r["file"]) for f, res in zip(folders, results, strict=True) for r in res.records
+        ],
     }
     return save_png(Path(out) / "grid.png", grid, record, sidecar=False)

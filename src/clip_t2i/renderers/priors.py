@@ -115,6 +115,13 @@ class GaussianPrior:
         n = t["means"].shape[0]
         resolution, eps = t["settings"].tolist()
         factors = [t[f"factor.{i}"] for i in range(n)]
+        d = 3 * int(resolution) ** 2
+        if (
+            t["means"].shape != (n, d)
+            or any(f.ndim != 2 or f.shape[0] != d for f in factors)
+            or len(t["low_rank"]) != n
+        ):
+            raise ValueError("inconsistent prior tensors")
         return cls(t["means"], factors, [bool(b) for b in t["low_rank"].tolist()], int(resolution), eps)
 
 
@@ -149,7 +156,10 @@ def fit_prior(source: str, resolution: int = 16, eps: float = 1e-4, per_class: i
 
     key = prior_key(source, resolution, eps, per_class)
     if key is not None and (hit := cache.load("prior", key)) is not None:
-        return GaussianPrior.from_tensors(hit)
+        try:
+            return GaussianPrior.from_tensors(hit)
+        except (KeyError, ValueError, RuntimeError):  # a damaged entry: refit and overwrite it
+            pass
     prior = _fit_prior(source, resolution, eps, per_class)
     if key is not None:
         cache.save("prior", key, prior.to_tensors())
@@ -232,7 +242,17 @@ def model_key(clip: Any) -> str | None:
         return None
     config = getattr(clip, "config", {})
     device = str(next(iter(clip.parameters())).device) if hasattr(clip, "parameters") else "cpu"
-    return digest("model", tensors_digest(clip.state_dict()), config, device, bool(getattr(clip, "training", False)))
+    tensors = clip.state_dict()
+    # hashing a large CLIP's weights takes ~1 s: reuse the hash while no tensor was replaced or changed in place
+    stamp = tuple((k, v.data_ptr(), v._version) for k, v in tensors.items())
+    memo = getattr(clip, "_clip_t2i_weights_digest", None)
+    if memo is None or memo[0] != stamp:
+        memo = (stamp, tensors_digest(tensors))
+        try:
+            clip._clip_t2i_weights_digest = memo
+        except AttributeError:  # an object that refuses new attributes: hash every time
+            pass
+    return digest("model", memo[1], config, device, bool(getattr(clip, "training", False)))
 
 
 @torch.no_grad()
@@ -266,7 +286,7 @@ def pool_start(
             else digest_pool(pkey, pool, hue, size, batch, mkey, generator.get_state().numpy().tobytes())
         )
         hit = None if key is None else cache.load("pool", key)
-        if hit is not None:
+        if hit is not None and _valid_pool(hit, pool, resolution, generator):
             generator.set_state(hit["state"])
             d = direction.to(hit["embeddings"].device)
             sims = torch.cat([e @ d for e in hit["embeddings"].split(batch)])
@@ -284,6 +304,21 @@ def pool_start(
     d = direction.to(embeddings.device)
     sims = torch.cat([e @ d for e in embeddings.split(batch)])
     return up[int(sims.argmax())]
+
+
+def _valid_pool(hit: dict[str, Tensor], n: int, resolution: int, generator: torch.Generator) -> bool:
+    """Whether a cached pool entry has the expected entries and shapes (anything else is a miss)."""
+    pool, emb, state = hit.get("pool"), hit.get("embeddings"), hit.get("state")
+    return (
+        pool is not None
+        and emb is not None
+        and state is not None
+        and tuple(pool.shape) == (n, 3, resolution, resolution)
+        and emb.ndim == 2
+        and emb.shape[0] == n
+        and state.dtype == torch.uint8
+        and state.shape == generator.get_state().shape
+    )
 
 
 def digest_pool(*parts: Any) -> str:

@@ -85,6 +85,14 @@ def validate(cfg: RobustTrainConfig) -> None:
     check_choice(cfg.mixed_precision, ("no", "bf16", "fp16"), "--mixed-precision")
     if cfg.max_minutes is not None:
         check_float(cfg.max_minutes, "--max-minutes", nonnegative=True)  # 0: stop after the first step
+    if cfg.export_clipag is not None:
+        from pathlib import Path
+
+        target = Path(cfg.export_clipag)
+        if target.is_dir():
+            raise UserError(f"--export-clipag {target} is a folder; give a file path such as {target / 'clipag.pt'}")
+        if target.exists() and not cfg.resume:
+            raise UserError(f"--export-clipag {target} already exists; choose another path (it is never overwritten)")
     _validate_attack(cfg)
 
 
