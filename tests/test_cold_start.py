@@ -83,12 +83,19 @@ def test_images_identical_with_and_without_the_cache(cache_root, monkeypatch, di
     monkeypatch.setenv(cache.ENV, "off")
     reference = _generate(digits_clip, prompt)
     monkeypatch.setenv(cache.ENV, str(cache_root))
+    priors.fit_prior.cache_clear()  # the reference run's in-memory prior must not hide the disk cache
+    seen = []
+    encode = digits_clip.encode_image
+    monkeypatch.setattr(digits_clip, "encode_image", lambda x, *a, **k: seen.append(len(x)) or encode(x, *a, **k))
     cold = _generate(digits_clip, prompt)
-    assert len(list((cache_root / "pool").glob("*.safetensors"))) == 2  # one entry per seed
+    cold_images, seen[:] = sum(seen), []
+    entries = list((cache_root / "pool").glob("*.safetensors"))
+    assert len(entries) == 2  # one entry per seed ...
+    assert all(e.stat().st_size < 96 * 1024 for e in entries)  # ... holding embeddings only (96 x dim floats)
     priors.fit_prior.cache_clear()
     monkeypatch.setattr(priors, "_fit_prior", lambda *a: pytest.fail("warm run fitted the prior"))
-    monkeypatch.setattr(priors.GaussianPrior, "sample_pool", lambda *a: pytest.fail("warm run sampled a pool"))
     warm = _generate(digits_clip, prompt)
+    assert cold_images - sum(seen) == 2 * 96  # the warm run did not encode the two 96-member pools
     for run in (cold, warm):
         assert torch.equal(run.images, reference.images)
         assert [r["similarity"] for r in run.records] == [r["similarity"] for r in reference.records]

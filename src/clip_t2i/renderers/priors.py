@@ -30,7 +30,7 @@ from clip_t2i.errors import UserError
 
 PRIOR_SOURCES = ("auto", "shapes", "digits", "<folder of class subfolders>")
 WORLD_PRIORS = {"shapes": "shapes", "shapes2": "shapes", "digits": "digits"}  # train_data -> prior source
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: pool entries hold the embeddings only
 
 
 class GaussianPrior:
@@ -271,9 +271,9 @@ def pool_start(
     batch: int = 512,
 ) -> Tensor:
     """The start image ``[3, size, size]``: the member of a pool of ``pool`` prior samples (hue-rotated up to
-    ``hue`` x 180 degrees) whose CLIP embedding is closest to ``direction``; ``generator`` advances as if the pool
-    were drawn. Pool + embeddings come from the disk cache when ``(prior, pool settings, model, generator state)``
-    was seen before; ``model`` is :func:`model_key` of ``clip`` (computed when None)."""
+    ``hue`` x 180 degrees) whose CLIP embedding is closest to ``direction``; ``generator`` advances as the pool is
+    drawn. The pool's CLIP embeddings come from the disk cache when ``(prior, pool settings, model, generator
+    state)`` was seen before; ``model`` is :func:`model_key` of ``clip`` (computed when None)."""
     from clip_t2i.utils import cache
 
     pkey = prior_key(source, resolution, eps)
@@ -286,39 +286,32 @@ def pool_start(
             else digest_pool(pkey, pool, hue, size, batch, mkey, generator.get_state().numpy().tobytes())
         )
         hit = None if key is None else cache.load("pool", key)
-        if hit is not None and _valid_pool(hit, pool, resolution, generator):
-            generator.set_state(hit["state"])
-            d = direction.to(hit["embeddings"].device)
-            sims = torch.cat([e @ d for e in hit["embeddings"].split(batch)])
-            i = int(sims.argmax())
-            up = F.interpolate(hit["pool"][i : i + 1], size=(size, size), mode="bilinear", align_corners=False)
-            return up.clamp(0.0, 1.0)[0]
+        if hit is not None and not _valid_pool(hit, pool):
+            hit = None
+    else:
+        hit = None
+    # The pool itself is re-drawn (0.4 s, bit-identical for the same generator state); only its CLIP embeddings
+    # (the expensive part, ~1 MB) are cached — caching the images too would cost ~26 MB per model and seed.
     members = fit_prior(source, resolution, eps).sample_pool(pool, generator)
     if hue > 0:
         angles = (torch.rand(len(members), generator=generator) * 2 - 1) * (hue * torch.pi)
         members = hue_rotate(members, angles)
     up = F.interpolate(members, size=(size, size), mode="bilinear", align_corners=False).clamp(0.0, 1.0)
-    embeddings = torch.cat([clip.encode_image(chunk) for chunk in up.split(batch)])
-    if key is not None:
-        cache.save("pool", key, {"pool": members, "embeddings": embeddings, "state": generator.get_state()})
+    if hit is not None:
+        embeddings = hit["embeddings"]
+    else:
+        embeddings = torch.cat([clip.encode_image(chunk) for chunk in up.split(batch)])
+        if key is not None:
+            cache.save("pool", key, {"embeddings": embeddings.detach().contiguous()})
     d = direction.to(embeddings.device)
     sims = torch.cat([e @ d for e in embeddings.split(batch)])
     return up[int(sims.argmax())]
 
 
-def _valid_pool(hit: dict[str, Tensor], n: int, resolution: int, generator: torch.Generator) -> bool:
-    """Whether a cached pool entry has the expected entries and shapes (anything else is a miss)."""
-    pool, emb, state = hit.get("pool"), hit.get("embeddings"), hit.get("state")
-    return (
-        pool is not None
-        and emb is not None
-        and state is not None
-        and tuple(pool.shape) == (n, 3, resolution, resolution)
-        and emb.ndim == 2
-        and emb.shape[0] == n
-        and state.dtype == torch.uint8
-        and state.shape == generator.get_state().shape
-    )
+def _valid_pool(hit: dict[str, Tensor], n: int) -> bool:
+    """Whether a cached pool entry holds ``n`` embeddings (anything else is a miss)."""
+    emb = hit.get("embeddings")
+    return emb is not None and emb.ndim == 2 and emb.shape[0] == n
 
 
 def digest_pool(*parts: Any) -> str:
