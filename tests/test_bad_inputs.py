@@ -37,6 +37,7 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     owned.mkdir()
     (owned / "grid.png").write_bytes(b"user data")
     (owned / "000-a-red-circle-seed0000.png").write_bytes(b"user data")
+    (owned / "shapes-0-purple-seed0000.png").write_bytes(b"user data")
     (owned / "eval").mkdir()
     (owned / "eval" / "report.json").write_text("{}")
     (tmp_path / "emptydir").mkdir()
@@ -159,6 +160,14 @@ CASES: list[tuple[list[str], str]] = [
     (["evaluate", OWNED_DIR], "--overwrite"),
     # judge
     (["judge", "missing-dir"], "missing-dir"),
+    # stylize
+    (["stylize", "missing.png", "purple"], "missing.png"),
+    (["stylize", "not-an-image.png", "purple"], "not-an-image.png"),
+    (["stylize", "skimage:astronaut", ""], "empty style text"),
+    (["stylize", "skimage:nosuch", "purple"], "nosuch"),
+    (["stylize", "shapes:0", "purple", "--steps", "0"], "--steps"),
+    (["stylize", "shapes:0", "a cat"], "knows no content word"),
+    (["stylize", "shapes:0", "purple", "--out", OWNED_DIR], "--overwrite"),
 ]
 
 

@@ -146,3 +146,20 @@ def test_cli_prompt_file_mode_bad_input(tmp_path):
     )
     assert r.returncode == 2 and "holds no prompts" in r.stderr and r.stderr.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_metrics_that_cannot_be_computed_are_skipped_with_a_reason(tmp_path):
+    """The README's flow: one prompt with two seeds, one with one; nothing refuses the whole evaluation."""
+    from clip_t2i.metrics.report import evaluate_folder
+    from clip_t2i.pipeline import generate
+
+    generate(["a red circle"], model="vit-t32", seeds="0-1", steps=1, out=tmp_path)
+    generate(["a blue square"], model="vit-t32", seeds="0", steps=1, out=tmp_path)
+    rep = evaluate_folder(tmp_path, metrics=("fid", "prdc", "mppd", "clip_score"), n_reference=16)
+    m = rep["metrics"]
+    assert rep["n_images"] == 3 and "fid" in m and "mppd" in m and "clip_score" in m
+    assert "prdc" not in m and "needs at least 4 images" in rep["skipped"]["prdc"]
+    assert list(m["ppd_per_prompt"]) == ["a red circle"]  # the single-seed prompt is left out of mPPD ...
+    assert any("left out" in w for w in rep["warnings"])  # ... and the report says so
+    assert any("FID on 3 images" in w for w in rep["warnings"])  # small-N FID carries a warning
+    assert m["clip_score"]["eval_clip"] == "shapes-clip-rn" and m["clip_score"]["same_model"] is False

@@ -63,7 +63,7 @@ def _verdict_shapes(images: Tensor, src: Tensor, tgt: Tensor) -> dict[str, Any]:
             "target": float((rec & is_tgt).float().mean()),
             "unrecognised": float((~rec).float().mean()),
         }
-        out["other"] = round(1 - sum(out.values()), 4)
+        out["other"] = max(0.0, round(1 - sum(out.values()), 4))
         return {k: round(v, 4) for k, v in out.items()}
 
     new_pred = {k: getattr(fit, k) for k in SHAPES_ATTRIBUTES}

@@ -138,9 +138,13 @@ def feature_extractor(spec: str, domain: str):
     raise UserError(f"--features must be judge, clip:NAME, inception or dinov2, not {spec!r}")
 
 
-def _need(n: int, want: int, metric: str) -> None:
-    if n < want:
-        raise UserError(f"{metric} needs at least {want} images, the folder has {n}")
+SMALL_N_FID = 1000  # below this many images FID is strongly biased upward: compare only at equal N
+
+
+def _skip(report: dict[str, Any], metric: str, reason: str) -> None:
+    """Record that ``metric`` could not be computed and why (report + one warning); the rest goes on."""
+    report.setdefault("skipped", {})[metric] = reason
+    report["warnings"].append(f"{metric} skipped: {reason}")
 
 
 def evaluate_folder(
@@ -209,14 +213,25 @@ def evaluate_folder(
         if "fid" in metrics:
             from clip_t2i.metrics.frechet import frechet_distance
 
-            _need(n, 2, "FID")
-            out["fid"] = float(frechet_distance(ref_feat, feat))
+            if n < 2:
+                _skip(report, "fid", f"FID needs at least 2 images, the folder has {n}")
+            else:
+                out["fid"] = float(frechet_distance(ref_feat, feat))
+                if n < SMALL_N_FID:
+                    report["warnings"].append(
+                        f"FID on {n} images (< {SMALL_N_FID}) is biased upward and noisy: compare it only with FIDs "
+                        f"at the same N and features"
+                    )
         if "prdc" in metrics:
             from clip_t2i.metrics.prdc import compute_prdc
 
-            _need(n, 6, "precision/recall (k = 5 neighbours)")
-            r = compute_prdc(ref_feat, feat, k=3)
-            out["prdc"] = {k: float(getattr(r, k)) for k in ("precision", "recall", "density", "coverage")}
+            if n < 4:
+                _skip(
+                    report, "prdc", f"precision/recall (k = 3 neighbours) needs at least 4 images, the folder has {n}"
+                )
+            else:
+                r = compute_prdc(ref_feat, feat, k=3)
+                out["prdc"] = {k: float(getattr(r, k)) for k in ("precision", "recall", "density", "coverage")}
     if "mppd" in metrics:
         from clip_t2i.metrics.diversity import per_prompt_distance
 
@@ -229,9 +244,24 @@ def evaluate_folder(
             else:
                 mext = feature_extractor(mppd_features, domain)
             mfeat = extract_features(mext, data.images, batch_size=128)
-        res = per_prompt_distance(mfeat, prompts, distance="cosine")
-        out["mppd"] = float(res.mean)
-        out["ppd_per_prompt"] = {str(p): float(v) for p, v in zip(res.prompt_ids, res.values, strict=True)}
+        counts: dict[str, int] = {}
+        for p in prompts:
+            counts[str(p)] = counts.get(str(p), 0) + 1
+        keep = [i for i, p in enumerate(prompts) if counts[str(p)] >= 2]
+        single = sorted(p for p, c in counts.items() if c < 2)
+        if not keep:
+            _skip(
+                report, "mppd", "per-prompt diversity needs at least 2 images (seeds) of one prompt; every prompt has 1"
+            )
+        else:
+            if single:
+                report["warnings"].append(
+                    f"mppd over {len(counts) - len(single)} of {len(counts)} prompts: {len(single)} prompt(s) have a "
+                    f"single image (e.g. {single[0]!r}) and are left out"
+                )
+            res = per_prompt_distance(mfeat[keep], [prompts[i] for i in keep], distance="cosine")
+            out["mppd"] = float(res.mean)
+            out["ppd_per_prompt"] = {str(p): float(v) for p, v in zip(res.prompt_ids, res.values, strict=True)}
     if "vendi" in metrics:
         from clip_t2i.metrics.vendi import per_prompt_vendi, vendi_score
 

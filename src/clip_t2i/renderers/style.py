@@ -473,6 +473,9 @@ def stylize(
     from clip_t2i.pipeline import load_guide
 
     clip = load_guide(model) if isinstance(model, str) else model
+    from clip_t2i.backbones.vocabulary import check_prompts
+
+    check_prompts(clip, [text], model if isinstance(model, str) else None)
     res = run_style(clip, content_img, text, cfg, seed, vgg)
     res.record.update(model=model if isinstance(model, str) else getattr(model, "name", "clip"))
     res.record["content"] = content if not isinstance(content, Tensor) else "tensor"

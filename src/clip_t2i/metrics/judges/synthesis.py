@@ -265,20 +265,33 @@ class ShapesFitter:
         return ShapesFit.cat([self._fit_batch(chunk) for chunk in images.split(batch_size)])
 
     def _fit_batch(self, img: Tensor) -> ShapesFit:
-        B, S = img.shape[0], self.size
-        p, bg, noise = self._background(img)
-        resid = img - bg
-        f = resid.norm(dim=1)  # [B, S, S]
-        wt = f.pow(4)
-        rgb0 = (img * wt.unsqueeze(1)).sum((2, 3)) / wt.sum((1, 2)).clamp_min(1e-8).unsqueeze(1)
-        a_img = self._coverage_map(img, bg, rgb0, noise)
+        _, bg, noise = self._background(img)
+        a_img = self._coverage_map(img, bg, self._object_colour(img, bg), noise)
+        cx, cy, r_shape = self._moments(a_img)
+        score = self._scorer(a_img, cx, cy, r_shape)
+        best_q, best_s = self._search(score, cx, cy, r_shape)
+        shape, q = self._refine(score, best_q, best_s)
+        return self._readout(img, shape, q, noise)
+
+    @staticmethod
+    def _object_colour(img: Tensor, bg: Tensor) -> Tensor:
+        """First colour estimate ``[B, 3]``: pixels weighted by |I - bg|^4 (pure object pixels dominate)."""
+        wt = (img - bg).norm(dim=1).pow(4)
+        return (img * wt.unsqueeze(1)).sum((2, 3)) / wt.sum((1, 2)).clamp_min(1e-8).unsqueeze(1)
+
+    def _moments(self, a_img: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Centroid (px) of the coverage (values < 0.15 ignored) and, per shape, the radius (px) of its area."""
         a_m = torch.where(a_img > 0.15, a_img, torch.zeros_like(a_img))
         m0 = a_m.sum((1, 2)).clamp_min(1.0)
-        px = torch.arange(S, dtype=torch.float32) + 0.5
+        px = torch.arange(self.size, dtype=torch.float32) + 0.5
         cx = (a_m.sum(1) * px).sum(1) / m0
         cy = (a_m.sum(2) * px).sum(1) / m0
-        area = torch.tensor(_AREA)
-        r_shape = (m0.view(-1, 1) / area).sqrt()  # [B, 4] px
+        return cx, cy, (m0.view(-1, 1) / torch.tensor(_AREA)).sqrt()  # r: [B, 4]
+
+    def _scorer(self, a_img: Tensor, cx: Tensor, cy: Tensor, r_shape: Tensor):
+        """``score(shape, idx, q) -> soft IoU [m]`` of hypotheses ``q`` [m, 4] (cx, cy, r, rot; px, rad) of images
+        ``idx``, rendered in one window per image (centred on the centroid, sized for the largest hypothesis)."""
+        B, S = a_img.shape[0], self.size
         extent = (r_shape * torch.tensor(_EXTENT)).max(1).values
         w = int(min(S, 8 * math.ceil((2 * 1.3 * float(extent.max()) + 8) / 8)))
         x0 = (cx - w / 2).round().clamp(0, S - w)
@@ -290,65 +303,60 @@ class ShapesFitter:
         outside = a_img.sum((1, 2)) - a_win.sum((1, 2))
 
         def score(shape: int, idx: Tensor, q: Tensor) -> Tensor:
-            """Soft IoU of hypotheses ``q`` [m, 4] (cx, cy, r, rot) of images ``idx``."""
             alpha = self._render_alpha(shape, q[:, 0], q[:, 1], q[:, 2].clamp_min(0.5), q[:, 3], x0[idx], y0[idx], w)
             return self._soft_iou(alpha, a_win[idx], outside[idx])
 
-        # discrete search: shape x rotation grid at the moment estimate
-        best_q = torch.zeros(B, 4, 4)
-        best_s = torch.full((B, 4), -1.0)
+        return score
+
+    @staticmethod
+    def _search(score, cx: Tensor, cy: Tensor, r_shape: Tensor) -> tuple[Tensor, Tensor]:
+        """Discrete search: every shape x its rotation grid at the moment estimate -> best ``q`` [B, 4, 4] and
+        soft IoU [B, 4] per shape."""
+        B = cx.shape[0]
+        best_q, best_s = torch.zeros(B, 4, 4), torch.full((B, 4), -1.0)
         allidx = torch.arange(B)
         for s in range(4):
             n_rot = _N_ROT[s]
-            rots = (
-                torch.zeros(1)
-                if n_rot == 1
-                else (torch.arange(n_rot, dtype=torch.float32) - (n_rot - 1) / 2) * (PERIOD[s] / n_rot)
-            )
+            rots = (torch.arange(n_rot, dtype=torch.float32) - (n_rot - 1) / 2) * (PERIOD[s] / n_rot)
             idx = allidx.repeat_interleave(n_rot)
             q = torch.stack([cx[idx], cy[idx], r_shape[idx, s], rots.repeat(B)], 1)
             sc = score(s, idx, q).view(B, n_rot)
-            k = sc.argmax(1)
-            best_s[:, s] = sc.max(1).values
+            best_s[:, s], k = sc.max(1)
             best_q[:, s] = q.view(B, n_rot, 4)[allidx, k]
+        return best_q, best_s
+
+    @staticmethod
+    def _refine(score, best_q: Tensor, best_s: Tensor) -> tuple[Tensor, Tensor]:
+        """Pattern search (centre, radius, rotation; a step halves when no move improves) on the ``_TOP_SHAPES``
+        best shapes; the best refined hypothesis wins -> ``(shape [B], q [B, 4])``."""
+        B = best_q.shape[0]
         top = best_s.topk(_TOP_SHAPES, dim=1).indices  # [B, K]
-        # continuous refinement of each hypothesis: pattern search with halving steps
-        final_q = torch.zeros(B, _TOP_SHAPES, 4)
-        final_s = torch.zeros(B, _TOP_SHAPES)
+        final_q, final_s = torch.zeros(B, _TOP_SHAPES, 4), torch.zeros(B, _TOP_SHAPES)
         for kk in range(_TOP_SHAPES):
             for s in range(4):
                 idx = (top[:, kk] == s).nonzero()[:, 0]
                 if idx.numel() == 0:
                     continue
                 q = best_q[idx, s].clone()
+                m = q.shape[0]
                 cur = score(s, idx, q)
-                step = torch.stack(
-                    [
-                        torch.full_like(q[:, 0], 1.0),
-                        torch.full_like(q[:, 0], 1.0),
-                        0.06 * q[:, 2],
-                        torch.full_like(q[:, 0], 0.0 if s == 0 else PERIOD[s] / _N_ROT[s] / 2),
-                    ],
-                    1,
-                )
-                n_par = 3 if s == 0 else 4
+                rot_step = 0.0 if s == 0 else PERIOD[s] / _N_ROT[s] / 2
+                step = torch.stack([torch.ones(m), torch.ones(m), 0.06 * q[:, 2], torch.full((m,), rot_step)], 1)
+                n_par = 3 if s == 0 else 4  # a circle has no rotation
+                eye = torch.eye(4)[:n_par]
+                moves = torch.cat([eye, -eye])  # [2P, 4]
                 for _ in range(_REFINE_ITERS):
-                    eye = torch.eye(4)[:n_par]
-                    moves = torch.cat([eye, -eye])  # [2P, 4]
                     cand = q.unsqueeze(1) + moves.unsqueeze(0) * step.unsqueeze(1)  # [m, 2P, 4]
-                    m = q.shape[0]
                     cs = score(s, idx.repeat_interleave(2 * n_par), cand.view(-1, 4)).view(m, 2 * n_par)
                     bv, bi = cs.max(1)
                     better = bv > cur + 1e-6
                     q = torch.where(better.view(-1, 1), cand[torch.arange(m), bi], q)
                     cur = torch.where(better, bv, cur)
                     step = torch.where(better.view(-1, 1), step, step * 0.5)
-                final_q[idx, kk] = q
-                final_s[idx, kk] = cur
+                final_q[idx, kk], final_s[idx, kk] = q, cur
         pick = final_s.argmax(1)
-        shape = top[allidx, pick]
-        q = final_q[allidx, pick]
-        return self._readout(img, shape, q, noise)
+        allidx = torch.arange(B)
+        return top[allidx, pick], final_q[allidx, pick]
 
     def _full_alpha(self, shape: Tensor, q: Tensor) -> Tensor:
         """Full-frame world coverage ``[B, S, S]`` of fitted hypotheses."""
