@@ -63,10 +63,11 @@ def test_evaluate_folder_all_metrics(tmp_path):
     lam = lam[lam > 1e-12]
     assert m["vendi"] == pytest.approx(float(torch.exp(-(lam * lam.log()).sum())), rel=1e-4)  # as for FID
     want = compute_clip_score(
-        images, prompts, load_clip("shapes-clip"), eval_model_id="shapes-clip", guide_model_id=None
+        images, prompts, load_clip("shapes-clip-rn"), eval_model_id="shapes-clip-rn", guide_model_id=None
     )
     assert m["clip_score"]["value"] == pytest.approx(want.score, abs=1e-3)  # 100·cos: 1e-3 ≈ 1e-5 in cos
-    assert want.score > 80  # shapes-clip scores clean renders of their own captions ≈ 97
+    assert m["clip_score"]["eval_clip"] == "shapes-clip-rn"  # the default: independent of every guiding CLIP
+    assert want.score > 80  # the independent CLIP scores clean renders of their own captions ≈ 99
     assert m["clip_score"]["same_model"] is False
     paths = write_report(rep, tmp_path / "rep")
     saved = json.loads(paths["json"].read_text())
@@ -88,7 +89,7 @@ def test_same_guiding_and_evaluating_clip_warns(tmp_path):
         rec, img = read_image_record(png)
         rec["model"] = "shapes-clip"
         save_png(png, img, rec)
-    rep = evaluate_folder(tmp_path / "gen", metrics=("clip_score",))
+    rep = evaluate_folder(tmp_path / "gen", metrics=("clip_score",), eval_clip="shapes-clip")
     assert rep["metrics"]["clip_score"]["same_model"] is True
     assert rep["warnings"]
 
@@ -98,8 +99,8 @@ def test_bad_input(tmp_path):
         (tmp_path / "empty").mkdir()
         evaluate_folder(tmp_path / "empty")
     _fake_generations(tmp_path / "one", n_prompts=2, per_prompt=1)
-    with pytest.raises(UserError, match="at least 2 images"):
-        evaluate_folder(tmp_path / "one", metrics=("mppd",))
+    rep = evaluate_folder(tmp_path / "one", metrics=("mppd",))  # not computable: skipped with its reason
+    assert "mppd" not in rep["metrics"] and "at least 2 images" in rep["skipped"]["mppd"]
     with pytest.raises(UserError, match="unknown metric"):
         evaluate_folder(tmp_path / "one", metrics=("fud",))
     from PIL import Image
