@@ -180,7 +180,11 @@ def eval_gan_cmd(
         ev_clip.eval()
     evaluators: dict[str, GanEvaluator] = {}
     rows = []
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(gans), desc="eval-gan", unit="generator", dynamic_ncols=True)
     for name, m in zip(gans, models, strict=True):
+        bar.set_description_str(f"eval-gan: {name}")
         fp = m.meta["clip"].get("fingerprint", "")
         if fp not in evaluators:
             evaluators[fp] = GanEvaluator(
@@ -195,6 +199,8 @@ def eval_gan_cmd(
             )
         res = evaluators[fp](m.G)
         rows.append({"gan": name, "variant": m.config.name, "steps": m.steps, **res})
+        bar.update(1)
+    bar.close()
     if as_json:
         print_json({"eval_clip": eval_clip, "results": rows})
         return

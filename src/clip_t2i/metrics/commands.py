@@ -75,6 +75,7 @@ def register(app: typer.Typer) -> None:
             size=size,
             judge=judge,
             mppd_features=mppd_features,
+            progress=True,
         )
         paths = write_report(report, report_dir)
         public = {k: v for k, v in report.items() if not k.startswith("_")}

@@ -138,6 +138,27 @@ def feature_extractor(spec: str, domain: str):
     raise UserError(f"--features must be judge, clip:NAME, inception or dinov2, not {spec!r}")
 
 
+class _Stages:
+    """A progress bar over the evaluation's stages (features, FID/PRDC, mPPD, Vendi, CLIP score, judge)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, desc="evaluate", unit="stage", disable=not enabled, dynamic_ncols=True)
+        self.started = False
+
+    def stage(self, name: str) -> None:
+        if self.started:
+            self.bar.update(1)
+        self.started = True
+        self.bar.set_description_str(f"evaluate: {name}")
+
+    def close(self) -> None:
+        if self.started:
+            self.bar.update(1)
+        self.bar.close()
+
+
 SMALL_N_FID = 1000  # below this many images FID is strongly biased upward: compare only at equal N
 
 
@@ -159,6 +180,7 @@ def evaluate_folder(
     seed: int = 0,
     judge: str = "auto",
     mppd_features: str | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Compute the requested metrics for the images of ``folder``; returns one JSON-able dict.
 
@@ -191,6 +213,9 @@ def evaluate_folder(
         "metrics": {},
         "warnings": [],
     }
+    wanted = set(metrics)
+    bar = _Stages(1 + bool({"fid", "prdc"} & wanted) + len(wanted & {"mppd", "vendi", "clip_score", "judge"}), progress)
+    bar.stage("features")
     feat = None
     if {"fid", "prdc", "mppd", "vendi"} & set(metrics):
         extractor = feature_extractor(features, domain)
@@ -203,6 +228,8 @@ def evaluate_folder(
 
         mppd_features = mppd_features or (PIXEL_FEATURES if domain == "shapes" else features)
         report["mppd_features"] = mppd_features
+    if {"fid", "prdc"} & set(metrics):
+        bar.stage("reference + FID / PRDC")
     if {"fid", "prdc"} & set(metrics):
         ref_name = reference or (domain if domain in ("shapes", "digits") else None)
         if ref_name is None:
@@ -232,6 +259,8 @@ def evaluate_folder(
             else:
                 r = compute_prdc(ref_feat, feat, k=3)
                 out["prdc"] = {k: float(getattr(r, k)) for k in ("precision", "recall", "density", "coverage")}
+    if "mppd" in metrics:
+        bar.stage("mPPD")
     if "mppd" in metrics:
         from clip_t2i.metrics.diversity import per_prompt_distance
 
@@ -263,11 +292,15 @@ def evaluate_folder(
             out["mppd"] = float(res.mean)
             out["ppd_per_prompt"] = {str(p): float(v) for p, v in zip(res.prompt_ids, res.values, strict=True)}
     if "vendi" in metrics:
+        bar.stage("Vendi")
+    if "vendi" in metrics:
         from clip_t2i.metrics.vendi import per_prompt_vendi, vendi_score
 
         out["vendi"] = float(vendi_score(feat))
         pv = per_prompt_vendi(feat, prompts)
         out["vendi_per_prompt_mean"] = float(pv.mean)
+    if "clip_score" in metrics:
+        bar.stage("CLIP score")
     if "clip_score" in metrics:
         from clip_t2i.backbones import load_clip
         from clip_t2i.metrics.clip_score import compute_clip_score
@@ -286,6 +319,8 @@ def evaluate_folder(
             "same_model": bool(res.same_model),
         }
         report["warnings"] += [str(w.message) for w in caught]
+    if "judge" in metrics:
+        bar.stage("judge")
     if "judge" in metrics:
         from clip_t2i.metrics.judges.scoring import judge_digits, judge_shapes
 
@@ -312,6 +347,7 @@ def evaluate_folder(
                 + (f" (words the judges cannot read: {', '.join(words)})" if words else "")
             )
     report["_data"] = data
+    bar.close()
     return report
 
 

@@ -153,7 +153,7 @@ def train_judge(cfg: JudgeTrainConfig, log: Callable[[str], None] | None = print
         opt.step()
         sched.step()
         if log is not None and (step % 100 == 0 or step == cfg.steps - 1):
-            log(f"step {step:5d}  loss {float(loss):.4f}  {time.perf_counter() - t0:.0f}s")
+            log(f"step {step:5d}  loss {float(loss.detach()):.4f}  {time.perf_counter() - t0:.0f}s")
     model.eval()
     train_seconds = round(time.perf_counter() - t0, 1)
     metrics = evaluate_judge(model, n=cfg.eval_n)
