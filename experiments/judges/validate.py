@@ -261,7 +261,7 @@ def adversarial_section(n: int, out: Path, steps: int = 100) -> dict[str, Any]:
             texts.append((f"src {COLOURS[sa['colour'][i]]} {SHAPES[sa['shape'][i]]}", o, nw))
         rows.append(
             (
-                f"PGD vs {key}: source render -> target {', '.join(CAPTIONS[int(t)][2:] for t in tgt[:2])}...",
+                f"targeted PGD vs {key} (source render -> a caption with one attribute changed)",
                 x_adv[:8],
                 texts,
             )

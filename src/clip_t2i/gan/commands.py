@@ -157,7 +157,9 @@ def eval_gan_cmd(
     eval_clip: Annotated[
         str, typer.Option(help="Independent CLIP for the CLIP score (not the one G was trained with); 'none' to skip")
     ] = "shapes-clip-rn",
-    judge: Annotated[str, typer.Option(help="auto (zoo shapes-judge) | none | judge .safetensors")] = "auto",
+    judge: Annotated[
+        str, typer.Option(help="auto (analysis-by-synthesis judge) | legacy (the old CNN) | none | judge .safetensors")
+    ] = "auto",
     n_fid: Annotated[int, typer.Option(help="Fakes for FID / CLIP score / judge accuracy")] = 480,
     pretrained: Pretrained = None,
     image_tower: ImageTower = None,
