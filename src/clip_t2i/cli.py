@@ -9,7 +9,15 @@ from typing import Annotated
 
 import typer
 
-from clip_t2i.cli_options import ImageTower, Pretrained, Threads, path_or_none, resume_config, set_threads
+from clip_t2i.cli_options import (
+    ImageTower,
+    Pretrained,
+    Threads,
+    config_from_params,
+    path_or_none,
+    resume_config,
+    set_threads,
+)
 from clip_t2i.errors import UserError
 from clip_t2i.training.config import ClipTrainConfig as _CLIP
 
@@ -85,31 +93,7 @@ def train_clip_cmd(
     from clip_t2i.training.clip_train import train_clip
     from clip_t2i.training.config import ClipTrainConfig, validate
 
-    cfg = ClipTrainConfig(
-        data=data,
-        model=model,
-        out=str(out),
-        steps=steps,
-        batch_size=batch_size,
-        grad_accum=grad_accum,
-        lr=lr,
-        weight_decay=weight_decay,
-        warmup_steps=warmup_steps,
-        mixed_precision=mixed_precision,
-        positives=positives,
-        seed=seed,
-        num_workers=num_workers,
-        ckpt_every=ckpt_every,
-        eval_every=eval_every,
-        max_minutes=max_minutes,
-        resume=resume,
-        record_samples=record_samples,
-        progress=progress,
-        threads=threads,
-        max_nonfinite_steps=max_nonfinite_steps,
-        pretrained=pretrained,
-        image_tower=path_or_none(image_tower),
-    )
+    cfg = config_from_params(ctx, ClipTrainConfig)
     cfg = resume_config(ctx, cfg)
     validate(cfg)
     if dry_run:

@@ -33,6 +33,23 @@ def path_or_none(p: Path | None) -> str | None:
     return None if p is None else str(p)
 
 
+def config_from_params(ctx: typer.Context, cls: type, rename: dict[str, str] | None = None, **given: Any) -> Any:
+    """Build config dataclass ``cls`` from the command's parsed parameters (``ctx.params``): each field takes the
+    parameter of the same name (``rename``: field -> parameter where they differ; paths become strings), so the
+    command lists its options once, in its signature, with the dataclass's defaults. ``given`` wins."""
+    import dataclasses
+
+    values = {}
+    for f in dataclasses.fields(cls):
+        param = (rename or {}).get(f.name, f.name)
+        if f.name in given:
+            values[f.name] = given[f.name]
+        elif param in ctx.params:
+            v = ctx.params[param]
+            values[f.name] = str(v) if isinstance(v, Path) else v
+    return cls(**values)
+
+
 def resume_config(ctx: typer.Context, cfg: Any, rename: dict[str, str] | None = None) -> Any:
     """With ``--resume``, every option not given on the command line takes the run's own value from its
     ``config.json`` (so a resumed run continues to its own ``--steps``, lr, batch, ...); given ones win.

@@ -9,10 +9,20 @@ from typing import Annotated
 
 import typer
 
-from clip_t2i.cli_options import ImageTower, Pretrained, Threads, path_or_none, resume_config, set_threads
+from clip_t2i.cli_options import (
+    ImageTower,
+    Pretrained,
+    Threads,
+    config_from_params,
+    path_or_none,
+    resume_config,
+    set_threads,
+)
 from clip_t2i.errors import UserError
 from clip_t2i.gan.config import GanTrainConfig as _GAN
 from clip_t2i.utils.jsonout import dumps, print_json
+
+_GAN_PARAMS = {"clip_pretrained": "pretrained", "clip_image_tower": "image_tower", "overrides": "set_"}
 
 
 def train_gan_cmd(
@@ -71,39 +81,8 @@ def train_gan_cmd(
     overrides = list(set_ or [])
     if mi_weight is not None:
         overrides.append(f"loss.mi_weight={mi_weight}")
-    cfg = GanTrainConfig(
-        variant=variant,
-        overrides=tuple(overrides),
-        clip=clip,
-        data=data,
-        out=str(out),
-        steps=steps,
-        batch_size=batch_size,
-        lr_g=lr_g,
-        lr_d=lr_d,
-        ema_beta=ema_beta,
-        resolution=resolution,
-        mixed_precision=mixed_precision,
-        seed=seed,
-        threads=threads,
-        num_workers=num_workers,
-        log_every=log_every,
-        sample_every=sample_every,
-        eval_every=eval_every,
-        eval_n_fid=eval_n_fid,
-        eval_judge=eval_judge,
-        ckpt_every=ckpt_every,
-        max_minutes=max_minutes,
-        resume=resume,
-        embed_clip=embed_clip,
-        progress=progress,
-        max_nonfinite_steps=max_nonfinite_steps,
-        clip_pretrained=pretrained,
-        clip_image_tower=path_or_none(image_tower),
-    )
-    cfg = resume_config(
-        ctx, cfg, {"clip_pretrained": "pretrained", "clip_image_tower": "image_tower", "overrides": "set_"}
-    )
+    cfg = config_from_params(ctx, GanTrainConfig, _GAN_PARAMS, overrides=tuple(overrides))
+    cfg = resume_config(ctx, cfg, _GAN_PARAMS)
     gan_cfg = validate(cfg)
     if dry_run:
         print_json({**asdict(cfg), "gan": gan_cfg.to_dict()})

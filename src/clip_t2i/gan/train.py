@@ -33,7 +33,6 @@ from clip_t2i.errors import UserError
 from clip_t2i.gan.config import GanTrainConfig, validate
 from clip_t2i.training.checkpoint import latest_checkpoint, load_state, save_checkpoint_on_main
 from clip_t2i.training.common import (
-    Interrupted,
     NonFiniteGuard,
     StopOnInterrupt,
     Timer,
@@ -41,8 +40,8 @@ from clip_t2i.training.common import (
     auto_threads,
     check_run_dir,
     finite_or_skip,
-    interrupted_message,
     make_accelerator,
+    raise_if_interrupted,
     run_logger,
     save_run_config,
 )
@@ -375,9 +374,7 @@ def train_gan(cfg: GanTrainConfig) -> Path:
                 break
     bar.close()
     checkpoint(step)
-    if stop.requested:
-        log(json.dumps({"interrupted": True, "step": step}))
-        raise Interrupted(interrupted_message(step, cfg.steps, run_dir, "train-gan"))
+    raise_if_interrupted(stop, step, cfg.steps, run_dir, "train-gan", log)
     if main and cfg.sample_every and step % cfg.sample_every:
         sample_grid(step)
     if main and (cfg.eval_every == 0 or (cfg.eval_every > 0 and step % cfg.eval_every)):

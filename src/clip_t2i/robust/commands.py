@@ -8,7 +8,15 @@ from typing import Annotated
 
 import typer
 
-from clip_t2i.cli_options import ImageTower, Pretrained, Threads, path_or_none, resume_config, set_threads
+from clip_t2i.cli_options import (
+    ImageTower,
+    Pretrained,
+    Threads,
+    config_from_params,
+    path_or_none,
+    resume_config,
+    set_threads,
+)
 from clip_t2i.errors import UserError
 from clip_t2i.robust.config import RobustTrainConfig as _ROBUST
 
@@ -75,42 +83,7 @@ def robustify_cmd(
     from clip_t2i.robust.config import RobustTrainConfig, validate
     from clip_t2i.robust.finetune import robustify
 
-    cfg = RobustTrainConfig(
-        data=data,
-        model=model,
-        out=str(out),
-        objective=objective,
-        attack=attack,
-        norm=norm,
-        eps=eps,
-        attack_steps=attack_steps,
-        step_size=step_size,
-        free_replays=free_replays,
-        clean_weight=clean_weight,
-        eps_warmup_steps=eps_warmup_steps,
-        steps=steps,
-        batch_size=batch_size,
-        grad_accum=grad_accum,
-        lr=lr,
-        weight_decay=weight_decay,
-        warmup_steps=warmup_steps,
-        grad_clip=grad_clip,
-        mixed_precision=mixed_precision,
-        positives=positives,
-        seed=seed,
-        num_workers=num_workers,
-        log_every=log_every,
-        ckpt_every=ckpt_every,
-        eval_every=eval_every,
-        max_minutes=max_minutes,
-        resume=resume,
-        export_clipag=str(export_clipag) if export_clipag else None,
-        progress=progress,
-        max_nonfinite_steps=max_nonfinite_steps,
-        pretrained=pretrained,
-        image_tower=path_or_none(image_tower),
-        threads=threads,
-    )
+    cfg = config_from_params(ctx, RobustTrainConfig)
     cfg = resume_config(ctx, cfg)
     validate(cfg)
     if dry_run:

@@ -51,16 +51,16 @@ from clip_t2i.robust.config import (
 from clip_t2i.robust.objectives import BatchTargets, Objective, get_objective
 from clip_t2i.training.checkpoint import latest_checkpoint, load_state, save_checkpoint_on_main
 from clip_t2i.training.common import (
-    Interrupted,
     NonFiniteGuard,
     StopOnInterrupt,
     Timer,
     TrainingDiverged,
     auto_threads,
     check_run_dir,
-    interrupted_message,
+    loop_should_end,
     make_accelerator,
     param_groups,
+    raise_if_interrupted,
     run_logger,
     save_run_config,
     warmup_cosine,
@@ -514,16 +514,11 @@ def robustify(cfg: RobustTrainConfig, echo: Callable[[str], Any] | None = print)
                     log(json.dumps({"step": step, "eval": res}))
             if cfg.ckpt_every and step % cfg.ckpt_every == 0 and step < cfg.steps:
                 checkpoint(step)
-            if stop.requested:
-                break
-            if timer.expired:
-                log(f"time budget of {cfg.max_minutes} min reached at step {step}")
+            if loop_should_end(stop, timer, step, log):
                 break
     bar.close()
     checkpoint(step)
-    if stop.requested:
-        log(json.dumps({"interrupted": True, "step": step}))
-        raise Interrupted(interrupted_message(step, cfg.steps, run_dir, "robustify"))
+    raise_if_interrupted(stop, step, cfg.steps, run_dir, "robustify", log)
     final = run_dir / "final.safetensors"
     if accelerator.is_main_process:
         clip.save(final, extra={"steps": str(step), "elapsed_s": f"{timer.elapsed_s:.1f}"})

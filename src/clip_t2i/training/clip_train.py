@@ -18,7 +18,6 @@ from clip_t2i.backbones import ClipModel, load_clip
 from clip_t2i.errors import UserError
 from clip_t2i.training.checkpoint import latest_checkpoint, load_state, save_checkpoint_on_main
 from clip_t2i.training.common import (
-    Interrupted,
     NonFiniteGuard,
     StopOnInterrupt,
     Timer,
@@ -26,9 +25,10 @@ from clip_t2i.training.common import (
     auto_threads,
     check_run_dir,
     finite_or_skip,
-    interrupted_message,
+    loop_should_end,
     make_accelerator,
     param_groups,
+    raise_if_interrupted,
     run_logger,
     save_run_config,
     warmup_cosine,
@@ -168,16 +168,11 @@ def train_clip(cfg: ClipTrainConfig) -> Path:
                 _quick_eval(unwrapped, cfg.data, accelerator, step, log)
             if cfg.ckpt_every and step % cfg.ckpt_every == 0 and step < cfg.steps:
                 checkpoint(step)
-            if stop.requested:
-                break
-            if timer.expired:
-                log(f"time budget of {cfg.max_minutes} min reached at step {step}")
+            if loop_should_end(stop, timer, step, log):
                 break
     bar.close()
     checkpoint(step)
-    if stop.requested:
-        log(json.dumps({"interrupted": True, "step": step}))
-        raise Interrupted(interrupted_message(step, cfg.steps, run_dir, "train-clip"))
+    raise_if_interrupted(stop, step, cfg.steps, run_dir, "train-clip", log)
     if cfg.record_samples:
         digest = hashlib.sha1()
         for k, v in sorted(unwrapped.model.state_dict().items()):

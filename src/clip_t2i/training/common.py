@@ -191,6 +191,25 @@ def interrupted_message(step: int, total: int, run_dir: Path, command: str) -> s
     )
 
 
+def loop_should_end(stop: StopOnInterrupt, timer: Timer, step: int, log: Callable[[str], None]) -> bool:
+    """True when a training loop must end after this step: Ctrl-C was pressed, or the time budget is spent."""
+    if stop.requested:
+        return True
+    if timer.expired:
+        log(f"time budget of {timer.minutes} min reached at step {step}")
+        return True
+    return False
+
+
+def raise_if_interrupted(
+    stop: StopOnInterrupt, step: int, total: int, run_dir: Path, command: str, log: Callable[[str], None]
+) -> None:
+    """After the final checkpoint of a loop that Ctrl-C ended: log it and raise :class:`Interrupted`."""
+    if stop.requested:
+        log(json.dumps({"interrupted": True, "step": step}))
+        raise Interrupted(interrupted_message(step, total, run_dir, command))
+
+
 class Timer:
     """Wall-clock budget: ``expired`` once ``minutes`` have passed (None = never)."""
 
