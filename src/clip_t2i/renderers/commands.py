@@ -139,11 +139,14 @@ def judge_cmd(
     judge: Annotated[
         str, typer.Option(help="auto (analysis by synthesis / robust digits) | legacy (the old CNN judges)")
     ] = "auto",
+    threads: Threads = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
     """Judge generated images against their prompts: recognised, per-attribute and all-attributes accuracy."""
     from clip_t2i.metrics.judges.cnn import SHAPES_ATTRIBUTES
     from clip_t2i.metrics.judges.scoring import judge_directory
+
+    set_threads(threads)
 
     attrs = SHAPES_ATTRIBUTES if with_size else ("colour", "shape", "position")
     report = judge_directory(folder, all_attributes=attrs, judge=judge)

@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from clip_t2i.cli_options import Threads
+
 
 def stylize_cmd(
     image: Annotated[str, typer.Argument(help="Content image: a file, skimage:NAME, shapes:SEED or digits:N")],
@@ -25,9 +27,13 @@ def stylize_cmd(
     save_net: Annotated[bool, typer.Option("--save-net", help="Also write the StyleNet (.safetensors)")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace files of the same names in --out (else: an error)")] = False,
+    threads: Threads = 0,
 ) -> None:
     """Stylise IMAGE with TEXT: a per-(image, text) StyleNet optimised with directional + patch CLIP losses."""
+    from clip_t2i.cli_options import set_threads
     from clip_t2i.renderers.style import stylize
+
+    set_threads(threads)
 
     res = stylize(
         image,
