@@ -88,12 +88,6 @@ def parse_seeds(spec: str | int | Sequence[int]) -> list[int]:
     return seeds
 
 
-def _check_writable_dir(out: Path) -> None:
-    from clip_t2i.utils.paths import check_writable_dir
-
-    check_writable_dir(out)
-
-
 def check_inputs(
     prompts: Sequence[str],
     seeds: Sequence[int],
@@ -101,6 +95,8 @@ def check_inputs(
     out: str | Path | None,
     mp4: bool,
     init_image: str | None,
+    size: int | None = None,
+    batch_size: int | None = None,
 ) -> list[str]:
     """Validate user input before any compute; returns the prompt list."""
     from clip_t2i.guidance.prompts import parse_prompt
@@ -119,8 +115,14 @@ def check_inputs(
     if not seeds:
         raise UserError("no seeds given")
     check_cap(len(prompts) * len(seeds), "seeds", "prompts x seeds =")
+    if size is not None:
+        check_int(size, "--size", minimum=8, cap="image_size")
+    if batch_size is not None:
+        check_int(batch_size, "--batch-size", cap="batch")
     if out is not None:
-        _check_writable_dir(Path(out))
+        from clip_t2i.utils.paths import check_writable_dir
+
+        check_writable_dir(Path(out))
     if mp4:
         from clip_t2i.renderers.outputs import require_mp4_encoder
 
@@ -212,7 +214,7 @@ def generate(
     t0 = time.perf_counter()
     seed_list = parse_seeds(seeds)
     prompt_list = check_inputs(
-        prompts if not isinstance(prompts, str) else [prompts], seed_list, steps, out, mp4, init_image
+        prompts if not isinstance(prompts, str) else [prompts], seed_list, steps, out, mp4, init_image, size, batch_size
     )
     g_over = dict(guidance or {})
     if steps is not None:
@@ -234,20 +236,12 @@ def generate(
 
         svg = _writes_svg(cfg.renderer)
         refuse_existing(Path(out), output_names(prompt_list, seed_list, gif=gif, mp4=mp4, svg=svg), overwrite)
-    if batch_size is not None:
-        from clip_t2i.utils.checks import check_int
-
-        check_int(batch_size, "--batch-size", cap="batch")
     clip = load_guide(model, device, pretrained, image_tower) if isinstance(model, str) else model
     model_name = model if isinstance(model, str) else getattr(model, "name", "clip")
     from clip_t2i.backbones.vocabulary import check_prompts
 
     check_prompts(clip, prompt_list, str(model_name), strict=strict)
     side = int(size or clip.image_size)
-    if size is not None:
-        from clip_t2i.utils.checks import check_cap
-
-        check_cap(side, "image_size", "--size")
     rend = build_renderer(cfg.renderer, side, cfg.renderer_options)
     encoder = TextEmbeddingCache(clip)
     pairs = [(p, s) for p in prompt_list for s in seed_list]

@@ -36,7 +36,6 @@ from clip_t2i.training.common import (
     NonFiniteGuard,
     StopOnInterrupt,
     Timer,
-    TrainingDiverged,
     auto_threads,
     check_run_dir,
     finite_or_skip,
@@ -333,12 +332,8 @@ def train_gan(cfg: GanTrainConfig) -> Path:
                 was_skipped = bool(st.pop(f"skipped/{who}"))
                 skipped[who] += int(was_skipped)
                 step_ok = step_ok and not was_skipped
-            try:  # skip decisions are joint across processes, so every rank stops at the same step
-                guard.update(step_ok, step)
-            except TrainingDiverged:
-                bar.close()
-                log(json.dumps({"diverged": True, "step": step, "skipped": skipped}))
-                raise
+            # skip decisions are joint across processes, so every rank stops at the same step
+            guard.record(step_ok, step, log, bar, skipped=skipped)
             ema_update(G_ema, G, min(cfg.ema_beta, (1 + step) / (10 + step)))
             step += 1
             bar.update(1)

@@ -64,12 +64,7 @@ def generate_cmd(
 ) -> None:
     """Generate images from text with CLIP guidance: one PNG (with metadata + JSON sidecar) per prompt x seed."""
     from clip_t2i.pipeline import generate
-    from clip_t2i.utils.checks import check_int
 
-    if size is not None:
-        check_int(size, "--size", minimum=8, cap="image_size")
-    if batch_size is not None:
-        check_int(batch_size, "--batch-size", cap="batch")
     g_over, r_over = _split_overrides(set_ or [])
     set_threads(threads)
     result = generate(
@@ -191,7 +186,7 @@ def train_judge_cmd(
 
     from clip_t2i.metrics.judges.cards import write_zoo_entry
     from clip_t2i.metrics.judges.training import JudgeTrainConfig, train_judge
-    from clip_t2i.pipeline import _check_writable_dir
+    from clip_t2i.utils.paths import check_writable_dir
 
     if kind not in ("shapes", "digits"):
         raise UserError(f"--kind must be shapes or digits, not {kind!r}")
@@ -199,7 +194,7 @@ def train_judge_cmd(
         raise UserError("--adv-eps > 0 (adversarial training) is for --kind digits only")
     if threads > 0:
         torch.set_num_threads(threads)
-    _check_writable_dir(out)
+    check_writable_dir(out)
     steps = steps or (1000 if kind == "shapes" else 1500)
     cfg = JudgeTrainConfig(
         kind=kind, steps=steps, batch_size=batch_size, seed=seed, adv_eps=adv_eps, adv_steps=adv_steps

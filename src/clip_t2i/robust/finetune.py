@@ -54,7 +54,6 @@ from clip_t2i.training.common import (
     NonFiniteGuard,
     StopOnInterrupt,
     Timer,
-    TrainingDiverged,
     auto_threads,
     check_run_dir,
     loop_should_end,
@@ -485,12 +484,7 @@ def robustify(cfg: RobustTrainConfig, echo: Callable[[str], Any] | None = print)
                 stats = stepper(micro, step=step, eps=eps_now)
             if stats is None:
                 log(f"step {step}: non-finite loss, step skipped")
-            try:
-                guard.update(stats is not None, step)
-            except TrainingDiverged:
-                bar.close()
-                log(json.dumps({"diverged": True, "step": step, "skipped": guard.total}))
-                raise
+            guard.record(stats is not None, step, log, bar)
             scheduler.step()
             step += 1
             bar.update(1)

@@ -21,7 +21,6 @@ from clip_t2i.training.common import (
     NonFiniteGuard,
     StopOnInterrupt,
     Timer,
-    TrainingDiverged,
     auto_threads,
     check_run_dir,
     finite_or_skip,
@@ -119,7 +118,6 @@ def train_clip(cfg: ClipTrainConfig) -> Path:
     )
     data_iter = iter(loader)
     step = start_step
-    skipped = 0
     guard = NonFiniteGuard(cfg.max_nonfinite_steps)
     with StopOnInterrupt() as stop:
         while step < cfg.steps:
@@ -134,17 +132,9 @@ def train_clip(cfg: ClipTrainConfig) -> Path:
                 with accelerator.accumulate(model), accelerator.autocast():
                     logits = model(images, tokens)
                     loss = multi_positive_info_nce(logits.float(), positive_mask(keys).to(logits.device))
-                    if not finite_or_skip(loss.detach(), step, log):
-                        skipped += 1
+                    if not guard.record(finite_or_skip(loss.detach(), step, log), step, log, bar):
                         optimizer.zero_grad(set_to_none=True)
-                        try:
-                            guard.update(False, step)
-                        except TrainingDiverged:
-                            bar.close()
-                            log(json.dumps({"diverged": True, "step": step, "skipped": skipped}))
-                            raise
                         continue
-                    guard.update(True, step)
                     accelerator.backward(loss)
                     if accelerator.sync_gradients:
                         accelerator.clip_grad_norm_(model.parameters(), 1.0)
@@ -181,7 +171,7 @@ def train_clip(cfg: ClipTrainConfig) -> Path:
     final = run_dir / "final.safetensors"
     if accelerator.is_main_process:
         unwrapped.save(final, extra={"steps": str(step), "elapsed_s": f"{timer.elapsed_s:.1f}"})
-        log(json.dumps({"done": True, "step": step, "elapsed_s": round(timer.elapsed_s, 1), "skipped": skipped}))
+        log(json.dumps({"done": True, "step": step, "elapsed_s": round(timer.elapsed_s, 1), "skipped": guard.total}))
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return final

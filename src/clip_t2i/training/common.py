@@ -144,6 +144,17 @@ class NonFiniteGuard:
             )
         return False
 
+    def record(self, finite: bool, step: int, log: Callable[[str], None], bar: Any = None, skipped: Any = None) -> bool:
+        """:meth:`update` for a training loop: on divergence close the progress ``bar`` and log one
+        ``{"diverged": true, "step", "skipped"}`` line (``skipped`` defaults to :attr:`total`) before raising."""
+        try:
+            return self.update(finite, step)
+        except TrainingDiverged:
+            if bar is not None:
+                bar.close()
+            log(json.dumps({"diverged": True, "step": step, "skipped": self.total if skipped is None else skipped}))
+            raise
+
 
 class Interrupted(UserError):
     """Ctrl-C during training: the step in progress finished, a checkpoint was written; exit code 130."""
