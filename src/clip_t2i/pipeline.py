@@ -170,6 +170,7 @@ def generate(
     gif: bool = False,
     mp4: bool = False,
     progress: bool | Callable[[int, int, float], None] = False,
+    preview: Callable[[int, int, Tensor], None] | None = None,
     batch_size: int | None = None,
     device: str | torch.device = "cpu",
     overwrite: bool = False,
@@ -193,6 +194,8 @@ def generate(
         out: folder for PNGs (+ JSON sidecars, animations); nothing is written if None.
         gif, mp4: also write the optimisation as an animation per image (mp4 needs ffmpeg).
         progress: show a progress bar (True) or call ``progress(step, total, similarity)``.
+        preview: called after every step as ``preview(step, total, images)`` with the images that step scored
+            (``[B, 3, H, W]`` of the current chunk, detached): for streaming the drawing as it forms.
         batch_size: images optimised together (default: as many as keep one forward <= 2048 views).
         pretrained, image_tower: weights for ``model`` as in :func:`~clip_t2i.backbones.load_clip`.
         strict: refuse prompts with words the model never saw in training (default: warn and go on).
@@ -269,6 +272,8 @@ def generate(
                     bar.set_postfix(sim=f"{sim:.3f}")
                 elif callable(progress):
                     progress(_base + info.step + 1, total_steps, sim)
+                if preview is not None and info.images is not None:
+                    preview(_base + info.step + 1, total_steps, info.images)
 
             res = run_guidance(rend, params, clip, targets, gens, cfg.guidance, callback=on_step)
             done += cfg.guidance.steps

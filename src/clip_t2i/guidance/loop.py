@@ -56,6 +56,7 @@ class StepInfo:
     loss: Tensor
     similarity: Tensor
     lr: float
+    images: Tensor | None = None  # the images this step scored ``[B, 3, H, W]`` (detached, on the device)
 
 
 @dataclass
@@ -220,7 +221,12 @@ def run_guidance(
             with torch.no_grad():
                 renderer.project(params, project)
             info = StepInfo(
-                step, cfg.steps, out["loss"].detach().cpu(), out["similarity"].detach().cpu(), opt.param_groups[0]["lr"]
+                step,
+                cfg.steps,
+                out["loss"].detach().cpu(),
+                out["similarity"].detach().cpu(),
+                opt.param_groups[0]["lr"],
+                images.detach(),
             )
             history.append({"loss": float(info.loss.mean()), "similarity": float(info.similarity.mean())})
             if callback is not None and callback(info) is False:
