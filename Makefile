@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q -e '.[dev,web]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -32,7 +32,7 @@ LINTED := src tests benchmarks scripts
 test: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/ruff format --check $(LINTED)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow and not browser"
 
 test-all: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check $(LINTED)
