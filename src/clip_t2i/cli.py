@@ -195,6 +195,7 @@ _COMMAND_MODULES = (
     "clip_t2i.gan.commands",
     "clip_t2i.metrics.commands",
     "clip_t2i.renderers.style_commands",
+    "clip_t2i.renderers.vqgan.commands",
     "clip_t2i.web.commands",
 )
 

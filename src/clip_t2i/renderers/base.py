@@ -99,6 +99,7 @@ _BUILTIN: dict[str, tuple[str, str]] = {
     "pixels": ("clip_t2i.renderers.pixels", "PixelOptions"),
     "pyramid": ("clip_t2i.renderers.pixels", "PyramidOptions"),
     "strokes": ("clip_t2i.renderers.strokes", "StrokeOptions"),
+    "vqgan": ("clip_t2i.renderers.vqgan.renderer", "VQGANOptions"),
 }
 
 

@@ -50,3 +50,16 @@ class StrokeOptions:
     width_lr: float = 0.1  # width lr as a fraction of the guidance lr (CLIPDraw: 0.1 / 1.0)
     colour_lr: float = 0.01  # colour lr as a fraction of the guidance lr (CLIPDraw: 0.01 / 1.0)
     fixed_alpha: float | None = None  # if set, every stroke's alpha is fixed to this value (no alpha gradient)
+
+
+@dataclass(frozen=True)
+class VQGANOptions:
+    """Options of the ``vqgan`` renderer (VQGAN+CLIP: the latent z is optimised, quantised, decoded)."""
+
+    vqgan: str = "shapes-vqgan"  # zoo name, clip-t2i .safetensors or taming .ckpt
+    vqgan_config: str | None = None  # taming YAML of a .ckpt (default: found beside it / in ../configs)
+    init: str = "random_codes"  # random_codes | random_image (uniform noise, encoded) | image (init_image, encoded)
+    init_image: str | None = None  # path of the image init
+    init_noise: float = 0.0  # std of Gaussian noise added to the start z, in units of the codebook's std
+    quantize: bool = True  # straight-through quantisation to the nearest code (False: decode z itself)
+    clamp: bool = True  # after each step, clamp z per dimension to the codebook's [min, max]
