@@ -168,6 +168,17 @@ CASES: list[tuple[list[str], str]] = [
     (["stylize", "shapes:0", "purple", "--steps", "0"], "--steps"),
     (["stylize", "shapes:0", "a cat"], "knows no content word"),
     (["stylize", "shapes:0", "purple", "--out", OWNED_DIR], "--overwrite"),
+    # serve (every check runs before Gradio is imported or a port is opened)
+    (["serve", "--port", "0"], "--port"),
+    (["serve", "--port", "70000"], "--port"),
+    (["serve", "--port", "abc"], "Invalid value"),
+    (["serve", "--host", "no such host!"], "--host"),
+    (["serve", "--out", EXISTING], "not a folder"),
+    (["serve", "--max-steps", "0"], "--max-steps"),
+    (["serve", "--max-size", "100000"], "limit"),
+    (["serve", "--max-upload-mb", "nan"], "--max-upload-mb"),
+    (["serve", "--concurrency", "0"], "--concurrency"),
+    (["serve", "--max-queue", "0"], "--max-queue"),
 ]
 
 
