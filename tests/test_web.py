@@ -205,7 +205,8 @@ def test_compare_runs_vanilla_and_robust_on_the_same_seed(tmp_path: Path, models
     assert list(result) == ["shapes-clip", "shapes-clipag"]
     recs = [result[m][0].record for m in result]
     assert [r["model"] for r in recs] == ["shapes-clip", "shapes-clipag"]
-    assert {(r["prompt"], r["seed"], r["preset"], r["steps"]) for r in recs} == {("a blue square at the top", 3, "pag", 2)}
+    same = {(r["prompt"], r["seed"], r["preset"], r["steps"]) for r in recs}
+    assert same == {("a blue square at the top", 3, "pag", 2)}
     assert result["shapes-clip"][0].png.parent.name == "shapes-clip"
 
 
@@ -264,3 +265,18 @@ def test_load_no_request_lost_and_caps_hold(tmp_path: Path) -> None:
     assert report["server"]["max_running"] == 1 and report["server"]["running"] == 0
     assert report["probe_healthz_ms"]["errors"] == 0 and report["probe_healthz_ms"]["n"] > 10
     assert report["probe_healthz_ms"]["p95"] < 1000
+
+
+def test_serve_refuses_a_port_in_use(tmp_path: Path) -> None:
+    import socket
+
+    from cli_runner import run_cli
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        res = run_cli("serve", "--port", str(port), "--out", str(tmp_path / "out"))
+    assert res.returncode == 2 and res.stderr.startswith("error: cannot listen on 127.0.0.1:")
+    assert "choose another --port" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()

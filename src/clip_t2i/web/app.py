@@ -214,8 +214,15 @@ def build_blocks(state: AppState) -> gr.Blocks:
                         seeds = gr.Textbox(label="Seeds (0-3, 1,5 or 7)", value="0", elem_id="seeds")
                         size = gr.Number(label="Size (0: the model's)", value=0, precision=0, elem_id="size")
                     with gr.Row(visible=False) as content_row:
-                        upload = gr.Image(label="Content image (upload)", type="filepath", sources=["upload"])
-                        builtin = gr.Dropdown(list(BUILTIN_CONTENT), value=BUILTIN_CONTENT[0], label="or a built-in")
+                        upload = gr.Image(
+                            label="Content image (upload)",
+                            type="filepath",
+                            sources=["upload"],
+                            elem_id="content-upload",
+                        )
+                        builtin = gr.Dropdown(
+                            list(BUILTIN_CONTENT), value=BUILTIN_CONTENT[0], label="or a built-in", elem_id="content"
+                        )
                     run = gr.Button("Generate", variant="primary", elem_id="run")
                     status = gr.Markdown(elem_id="status")
                 with gr.Column(scale=1):
