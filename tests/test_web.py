@@ -280,3 +280,52 @@ def test_serve_refuses_a_port_in_use(tmp_path: Path) -> None:
     assert res.returncode == 2 and res.stderr.startswith("error: cannot listen on 127.0.0.1:")
     assert "choose another --port" in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_a_cancelled_request_stops_and_leaves_no_folder(tmp_path: Path, models: ModelCache) -> None:
+    from clip_t2i.web.jobs import Cancelled
+
+    def stop(label: str, step: int, total: int, images) -> None:
+        if step == 2:
+            raise Cancelled
+
+    req = Request("a red circle", model="shapes-clip", renderer="strokes", steps=10)
+    with pytest.raises(Cancelled):
+        run_request(check_request(req, LIMITS, models), JobFolders(tmp_path / "out"), models, preview=stop)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_closing_the_page_stream_cancels_the_work(tmp_path: Path) -> None:
+    pytest.importorskip("gradio")
+    import time
+
+    import torch
+
+    from clip_t2i.web.app import AppState, _stream
+
+    state = AppState(tmp_path, ServeLimits())
+    steps: list[int] = []
+
+    def work(preview) -> None:
+        for i in range(500):
+            steps.append(i)
+            preview("m", i + 1, 500, torch.zeros(1, 3, 8, 8))
+            time.sleep(0.01)
+
+    stream = _stream(state, work)
+    assert next(stream)[0] == "frame"
+    stream.close()
+    deadline = time.monotonic() + 10
+    while state.stats.as_dict()["cancelled"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stats = state.stats.as_dict()
+    assert stats["cancelled"] == 1 and stats["running"] == 0 and len(steps) < 500
+    assert state.slots.acquire(blocking=False)  # the slot was given back
+
+
+def test_renderers_are_listed_dynamically() -> None:
+    pytest.importorskip("gradio")
+    from clip_t2i.renderers import list_renderers
+    from clip_t2i.web.app import _renderer_choices
+
+    assert _renderer_choices() == [*list_renderers(), STYLE, GAN]

@@ -33,6 +33,7 @@ from clip_t2i.web.jobs import (
     DEFAULT_MODEL,
     GAN,
     STYLE,
+    Cancelled,
     Item,
     JobFolders,
     ModelCache,
@@ -110,8 +111,11 @@ def _stream(
     frames: queue.Queue = queue.Queue()
     box: dict[str, Any] = {}
     last = [0.0]
+    cancel = threading.Event()
 
     def preview(label: str, step: int, total: int, images: Any) -> None:
+        if cancel.is_set():
+            raise Cancelled
         now = time.monotonic()
         if step < total and now - last[0] < PREVIEW_EVERY_S:
             return
@@ -124,6 +128,8 @@ def _stream(
             try:
                 box["result"] = work(preview)
                 state.stats.end("completed")
+            except Cancelled:
+                state.stats.end("cancelled")
             except BaseException as e:  # noqa: BLE001 - handed to the page as one line
                 box["error"] = e
                 state.stats.end("refused" if isinstance(e, UserError) else "failed")
@@ -131,20 +137,23 @@ def _stream(
                 frames.put(None)
 
     threading.Thread(target=run, name="clip-t2i-job", daemon=True).start()
-    while True:
-        msg = frames.get()
-        if msg is None:
-            break
-        while True:  # skip to the newest frame
-            try:
-                nxt = frames.get_nowait()
-            except queue.Empty:
+    try:
+        while True:
+            msg = frames.get()
+            if msg is None:
                 break
-            if nxt is None:
-                frames.put(None)
-                break
-            msg = nxt
-        yield msg
+            while True:  # skip to the newest frame
+                try:
+                    nxt = frames.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    frames.put(None)
+                    break
+                msg = nxt
+            yield msg
+    finally:  # the page went away (Gradio closed this generator): stop the work at its next step
+        cancel.set()
     if "error" in box:
         raise box["error"]
     yield ("done", box["result"])

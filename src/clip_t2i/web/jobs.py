@@ -295,6 +295,16 @@ class JobFolders:
                 continue
             return path
 
+    def discard_if_empty(self, path: Path) -> None:
+        """Remove a job folder (and its sub-folders) that holds no file: a request that failed or was cancelled
+        before writing leaves nothing behind. A folder with any file is kept as it is."""
+        path = self.check_inside(path)
+        if path == self.root or any(p.is_file() for p in path.rglob("*")):
+            return
+        for d in sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+            d.rmdir()
+        path.rmdir()
+
     def check_inside(self, path: str | Path) -> Path:
         """``path`` resolved, if it lies inside the root (else :class:`RuntimeError`: a bug, not a user error)."""
         p = Path(path).resolve()
@@ -323,10 +333,14 @@ class Item:
 Preview = Callable[[str, int, int, Any], None]  # (label, step, total, images [B, 3, H, W])
 
 
+class Cancelled(Exception):
+    """Raised from a preview callback to stop a request whose page has gone away."""
+
+
 @dataclass
 class Stats:
     """Counters the server exposes at ``/healthz``: requests running now, the most ever running at once, and
-    how many were accepted, finished, refused (bad input or caps) or failed."""
+    how many were accepted, finished, refused (bad input or caps), failed or cancelled (the page went away)."""
 
     running: int = 0
     max_running: int = 0
@@ -334,6 +348,7 @@ class Stats:
     completed: int = 0
     refused: int = 0
     failed: int = 0
+    cancelled: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def start(self) -> None:
@@ -362,12 +377,16 @@ def run_request(
     """Run a validated request into a new job folder; returns its items (PNG + sidecar, SVG for strokes)."""
     req = checked.request
     out = folders.new()
-    if req.renderer == GAN:
-        items = _run_gan(checked, out, models)
-    elif req.renderer == STYLE:
-        items = _run_style(checked, out, models, preview)
-    else:
-        items = _run_generate(checked, out, models, req.model, preview, label=req.model)
+    try:
+        if req.renderer == GAN:
+            items = _run_gan(checked, out, models)
+        elif req.renderer == STYLE:
+            items = _run_style(checked, out, models, preview)
+        else:
+            items = _run_generate(checked, out, models, req.model, preview, label=req.model)
+    except BaseException:
+        folders.discard_if_empty(out)
+        raise
     for it in items:
         for f in it.files():
             folders.check_inside(f)
@@ -468,13 +487,17 @@ def run_compare(
     into its own sub-folder of one new job folder."""
     out = folders.new()
     result = {}
-    for model in COMPARE_MODELS:
-        sub = out / model
-        sub.mkdir()
-        result[model] = _run_generate(checked, sub, models, model, preview, label=model)
-        for it in result[model]:
-            for f in it.files():
-                folders.check_inside(f)
+    try:
+        for model in COMPARE_MODELS:
+            sub = out / model
+            sub.mkdir()
+            result[model] = _run_generate(checked, sub, models, model, preview, label=model)
+            for it in result[model]:
+                for f in it.files():
+                    folders.check_inside(f)
+    except BaseException:
+        folders.discard_if_empty(out)
+        raise
     return result
 
 
