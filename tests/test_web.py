@@ -117,8 +117,12 @@ def test_uploads_are_capped_and_must_be_images(tmp_path: Path) -> None:
 
 
 def test_vocabulary_warnings_are_returned(models: ModelCache) -> None:
+    from clip_t2i.backbones.vocabulary import check_prompts
+
     checked = check_request(Request("a purple star at the bottom", model="shapes-clip"), LIMITS, models)
-    assert len(checked.warnings) == 1 and "does not know: star" in checked.warnings[0]
+    with pytest.warns(UserWarning) as cli_warning:
+        check_prompts(models.clip("shapes-clip"), ["a purple star at the bottom"], "shapes-clip")
+    assert checked.warnings == [str(cli_warning[0].message)] and "does not know: star" in checked.warnings[0]
     assert check_request(Request("a red circle", model="shapes-clip"), LIMITS, models).warnings == []
 
 
@@ -147,7 +151,10 @@ def test_typed_text_never_becomes_a_path(tmp_path: Path, models: ModelCache) -> 
     out = tmp_path / "out"
     (tmp_path / "user.txt").write_text("mine")
     req = Request("../../user.txt a red circle /etc/passwd", model="shapes-clip", renderer="strokes", steps=2)
-    items = run_request(check_request(req, LIMITS, models), JobFolders(out), models)
+    checked = check_request(req, LIMITS, models)
+    assert "does not know: user, txt, etc, passwd" in checked.warnings[0]
+    with pytest.warns(UserWarning, match="does not know"):  # generate warns too (the server's log)
+        items = run_request(checked, JobFolders(out), models)
     files = _all_files(tmp_path)
     assert (tmp_path / "user.txt").read_text() == "mine"
     assert all(f.resolve().is_relative_to(out.resolve()) for f in files - {tmp_path / "user.txt"})
@@ -329,3 +336,13 @@ def test_renderers_are_listed_dynamically() -> None:
     from clip_t2i.web.app import _renderer_choices
 
     assert _renderer_choices() == [*list_renderers(), STYLE, GAN]
+
+
+def test_a_local_model_file_is_read_not_written(tmp_path: Path, models: ModelCache) -> None:
+    from clip_t2i import zoo
+
+    path = zoo.zoo_dir() / "shapes-clip.safetensors"
+    before = path.stat().st_mtime_ns
+    req = Request("a red circle", model=str(path), renderer="strokes", steps=2)
+    [item] = run_request(check_request(req, LIMITS, models), JobFolders(tmp_path), models)
+    assert item.record["model"] == str(path) and path.stat().st_mtime_ns == before

@@ -17,7 +17,6 @@ import os
 import secrets
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -214,11 +213,15 @@ def check_content(req: Request, limits: ServeLimits) -> str:
     return check_choice(req.content_builtin, BUILTIN_CONTENT, "content image")
 
 
-_WARN_LOCK = threading.Lock()  # warnings.catch_warnings is process-wide: one vocabulary check at a time
+STRICT_SUFFIX = " (drop --strict to only warn)"  # how the vocabulary check's strict error ends
 
 
 def vocabulary_warnings(checked: Checked, models: ModelCache) -> list[str]:
-    """The vocabulary check's warning lines for the request's prompts (errors raise :class:`UserError`)."""
+    """The vocabulary check's warning line for the request's prompts, if any (errors raise :class:`UserError`).
+
+    Run in strict mode, where the warning becomes an error with the same text plus :data:`STRICT_SUFFIX`:
+    ``warnings.catch_warnings`` is process-wide and would race with requests running in other threads.
+    """
     from clip_t2i.backbones.vocabulary import check_prompts
 
     req = checked.request
@@ -226,11 +229,14 @@ def vocabulary_warnings(checked: Checked, models: ModelCache) -> list[str]:
         clip, name = models.gan(req.model).clip, req.model
     else:
         clip, name = models.clip(req.model, req.pretrained), req.model
-    texts = checked.prompts
-    with _WARN_LOCK, warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        check_prompts(clip, texts, name)
-    return [one_line(str(w.message)) for w in caught if issubclass(w.category, UserWarning)]
+    try:
+        check_prompts(clip, checked.prompts, name, strict=True)
+    except UserError as e:
+        msg = one_line(str(e))
+        if not msg.endswith(STRICT_SUFFIX):
+            raise
+        return [msg.removesuffix(STRICT_SUFFIX)]
+    return []
 
 
 class ModelCache:
@@ -402,8 +408,7 @@ def _run_generate(
     pretrained = req.pretrained if model == req.model else None
     clip = models.clip(model, pretrained)
     on_step = None if preview is None else (lambda step, total, images: preview(label, step, total, images))
-    with models.lock("clip", model, pretrained), warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # the vocabulary warning was shown when the request came in
+    with models.lock("clip", model, pretrained):  # the vocabulary warning also goes to the server's log
         res = generate(
             checked.prompts,
             model=clip,
@@ -441,8 +446,7 @@ def _run_style(checked: Checked, out: Path, models: ModelCache, preview: Preview
     clip = models.clip(req.model, req.pretrained)
     items = []
     for i, seed in enumerate(checked.seeds):
-        with models.lock("clip", req.model, req.pretrained), warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
+        with models.lock("clip", req.model, req.pretrained):
             res = stylize(
                 content,
                 req.prompt,
