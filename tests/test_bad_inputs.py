@@ -179,6 +179,24 @@ CASES: list[tuple[list[str], str]] = [
     (["serve", "--max-upload-mb", "nan"], "--max-upload-mb"),
     (["serve", "--concurrency", "0"], "--concurrency"),
     (["serve", "--max-queue", "0"], "--max-queue"),
+    # train-vqgan
+    (["train-vqgan", "--n-embed", "0"], "--n-embed"),
+    (["train-vqgan", "--steps", "0"], "--steps"),
+    (["train-vqgan", "--lr", "nan"], "--lr"),
+    (["train-vqgan", "--ch", "48"], "multiples of 32"),
+    (["train-vqgan", "--ch-mult", "1,x"], "--ch-mult"),
+    (["train-vqgan", "--perceptual", "lpips"], "--perceptual"),
+    (["train-vqgan", "--data", "nosuch", "--out", "run-v"], "nosuch"),
+    (["train-vqgan", "--out", EXISTING], "not a folder"),
+    (["train-vqgan", "--out", "runfolder", "--resume"], "no checkpoint"),
+    # the vqgan renderer (generate --renderer vqgan / --preset vqgan)
+    (["generate", "a red circle", *TINY, "--renderer", "vqgan", "--set", "vqgan=missing.ckpt"], "missing.ckpt"),
+    (["generate", "a red circle", *TINY, "--preset", "vqgan", "--set", "vqgan=emptydir"], "is a folder"),
+    (["generate", "a red circle", *TINY, "--preset", "vqgan", "--set", "vqgan=not-an-image.png"], "cannot read"),
+    (["generate", "a red circle", *TINY, "--preset", "vqgan", "--set", "vqgan=shapes-clip"], "not a VQGAN"),
+    (["generate", "a red circle", *TINY, "--preset", "vqgan", "--set", "init=zeros"], "vqgan init"),
+    (["generate", "a red circle", *TINY, "--preset", "vqgan", "--init-image", "not-an-image.png"], "not-an-image.png"),
+    (["generate", "a red circle", *TINY, "--preset", "vqgan-clip", "--size", "30"], "downsampling factor"),
 ]
 
 

@@ -286,3 +286,22 @@ def test_generate_with_the_vqgan_renderer_writes_images(tiny_vqgan: Path, tmp_pa
         ["a red circle"], model=clip, seeds="0-1", preset="vqgan", steps=2, renderer_options={"vqgan": str(tiny_vqgan)}
     )
     assert torch.equal(res.images, again.images)  # seeded
+
+
+@pytest.mark.skipif("shapes-vqgan" not in __import__("clip_t2i.zoo").zoo.list_zoo(), reason="shapes-vqgan not bundled")
+def test_zoo_vqgan_reconstructs_heldout_renders_far_better_than_untrained() -> None:
+    from clip_t2i import zoo
+    from clip_t2i.data.shapes import shapes_eval_set
+    from clip_t2i.renderers.vqgan.train import evaluate_vqgan
+
+    assert zoo.zoo_entry("shapes-vqgan")["kind"] == "vqgan"
+    model = load_vqgan("shapes-vqgan")
+    images = shapes_eval_set(split="heldout", n=24, seed=5, size=64)["image"]
+    torch.manual_seed(0)
+    trained, untrained = evaluate_vqgan(model, images), evaluate_vqgan(VQGAN(model.config), images)
+    assert trained["psnr_db"] > untrained["psnr_db"] + 5
+    assert trained["codebook_used"] > 1
+    with pytest.raises(UserError, match="not a CLIP"):
+        from clip_t2i.backbones import load_clip
+
+        load_clip("shapes-vqgan")

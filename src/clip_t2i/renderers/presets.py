@@ -44,8 +44,10 @@ class Preset:
         """A validated copy with some guidance fields, the renderer or renderer options replaced."""
         g = {**dataclass_to_dict(self.guidance), **(guidance or {})}
         base = dict(self.renderer_options)
-        if renderer and renderer != self.renderer:  # keep only the options the new renderer knows
-            known = {f.name for f in dataclasses.fields(renderer_options_class(renderer))}
+        if renderer and renderer != self.renderer:  # keep the options of a related renderer (pixels <-> pyramid)
+            old_cls, new_cls = renderer_options_class(self.renderer), renderer_options_class(renderer)
+            related = issubclass(old_cls, new_cls) or issubclass(new_cls, old_cls)
+            known = {f.name for f in dataclasses.fields(new_cls)} if related else set()
             base = {k: v for k, v in base.items() if k in known}
         return preset_from_dict(
             self.name,

@@ -18,7 +18,7 @@ def train_vqgan_cmd(
     out: Annotated[Path, typer.Option(help="Run folder")] = Path(_V.out),
     steps: Annotated[int, typer.Option(help="Optimizer steps")] = _V.steps,
     batch_size: Annotated[int, typer.Option(help="Batch per process")] = _V.batch_size,
-    lr: Annotated[float, typer.Option(help="Adam learning rate (betas 0.5, 0.9)")] = _V.lr,
+    lr: Annotated[float, typer.Option(help="Adam learning rate")] = _V.lr,
     resolution: Annotated[int, typer.Option(help="Training image side")] = _V.resolution,
     ch: Annotated[int, typer.Option(help="Base channels (multiple of 32)")] = _V.ch,
     ch_mult: Annotated[

@@ -1,12 +1,13 @@
 """VQGAN training (``clip-t2i train-vqgan``): reconstruction + weight-free perceptual + VQ losses (see
 :mod:`~clip_t2i.renderers.vqgan.losses`), an optional hinge patch discriminator, dead-code restarts.
 
-Per step: ``x̂ = D(q(E(x)))`` with straight-through quantisation; Adam (betas 0.5, 0.9, as taming) on ``L``; if
-the discriminator is on (``disc_weight > 0`` and ``step >= disc_start``) one hinge step of it on ``x`` vs
-``sg(x̂)``. Every ``restart_every`` steps the codes no batch chose since the last restart are re-set to random
-encoder outputs of the current batch (plus tiny noise), which keeps a small codebook in use; the weights stay
-taming-compatible. Batch ``t`` of the data stream comes from a generator seeded by (seed, rank, t), so
-``--resume`` continues the same stream. Run folder: ``config.json``, ``train.log`` (JSON lines), ``logs/``
+Per step: ``x̂ = D(q(E(x)))`` with straight-through quantisation; Adam on ``L``; if the discriminator is on
+(``disc_weight > 0`` and ``step >= disc_start``) one hinge step of it on ``x`` vs ``sg(x̂)``. The codebook starts
+as random encoder outputs of the first batch; every ``restart_every`` steps the codes no batch chose since the
+last restart are re-set to random encoder outputs of the current batch (plus tiny noise), which keeps a small
+codebook in use; the weights stay taming-compatible. Batch ``t`` of the data stream comes from a generator seeded
+by (seed, rank, t), so ``--resume`` continues the same stream.
+Run folder: ``config.json``, ``train.log`` (JSON lines), ``logs/``
 (TensorBoard), ``samples/step_*.png`` (originals over reconstructions), ``checkpoints/step_*/`` (atomic),
 ``final.safetensors`` (self-describing, config in the metadata) and ``eval.json`` (held-out PSNR, usage).
 """
@@ -77,6 +78,15 @@ def restart_dead_codes(model: VQGAN, z: Tensor, used: Tensor, generator: torch.G
     return int(dead.numel())
 
 
+@torch.no_grad()
+def init_codebook(model: VQGAN, x: Tensor, generator: torch.Generator) -> None:
+    """Data-dependent start: every code a random encoder output of the batch ``x`` (+ 1 % noise), so codes and
+    latents share one scale from step 0 (taming's uniform ±1/n_embed start lets a small model collapse to one
+    blurry mean image)."""
+    z = model.encode_latent(x)
+    restart_dead_codes(model, z, torch.zeros(model.config.n_embed), generator)
+
+
 def eval_images(data: str, size: int, n: int, seed: int) -> tuple[Tensor, str]:
     """Evaluation images ``[n, 3, size, size]`` and what they are: held-out shapes renders (combinations training
     never draws) for the shapes worlds, else a batch of the stream under another seed."""
@@ -135,8 +145,8 @@ def train_vqgan(cfg: VQGANTrainConfig) -> Path:
     model = VQGAN(vq_cfg)
     use_disc = cfg.disc_weight > 0
     disc = PatchDiscriminator() if use_disc else None
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
-    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9)) if disc is not None else None
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
+    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=cfg.betas) if disc is not None else None
     state = load_state(resume_from) if resume_from is not None else {}
     if state:
         model.load_state_dict(state["model"])
@@ -199,6 +209,10 @@ def train_vqgan(cfg: VQGANTrainConfig) -> Path:
     with StopOnInterrupt() as stop:
         while step < cfg.steps:
             x = next(data_iter)["image"].to(device)
+            if step == 0:
+                init_codebook(model, x, torch.Generator().manual_seed(cfg.seed))
+                if world > 1:
+                    torch.distributed.broadcast(model.codebook.data, 0)
             with accelerator.autocast():
                 xr, z, e, idx = step_module(x)
                 l_rec = reconstruction_loss(x, xr)
