@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.browser
+# the server's generate() also logs the vocabulary warning the page shows
+pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore:.*does not know:UserWarning")]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -207,7 +208,7 @@ def test_style_with_an_uploaded_content_image(page: Any, tmp_path: Path) -> None
 
 def test_gan_and_gallery_metadata(page: Any) -> None:
     _choose(page, "renderer", "gan")
-    assert page.input_value("#model input") == "shapes-scad"
+    page.wait_for_function("document.querySelector('#model input').value === 'shapes-scad'")  # set by the page
     _fill(page, prompt="a green cross on the right", seeds="3,4")
     page.click("#run")
     status = _wait_done(page)

@@ -13,7 +13,6 @@ nothing a user types becomes a path, and :func:`JobFolders.check_inside` refuses
 from __future__ import annotations
 
 import itertools
-import os
 import secrets
 import threading
 import time
@@ -512,9 +511,3 @@ def describe_limits(limits: ServeLimits) -> str:
         f"uploads ≤ {limits.max_upload_mb:g} MB; {limits.concurrency} request(s) at a time, "
         f"{limits.max_queue} waiting at most."
     )
-
-
-def env_threads() -> int:
-    """Torch threads for the server: ``$OMP_NUM_THREADS`` if set, else 0 (auto)."""
-    raw = os.environ.get("OMP_NUM_THREADS", "")
-    return int(raw) if raw.isdigit() else 0
