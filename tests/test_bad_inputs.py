@@ -119,6 +119,8 @@ CASES: list[tuple[list[str], str]] = [
     (["robustify", "--norm", "l3"], "norm"),
     (["robustify", "--clean-weight", "-1"], "clean"),
     (["robustify", "--steps", "0"], "--steps"),
+    (["robustify", "--align-weight", "-1"], "--align-weight"),
+    (["robustify", "--align-edit-prob", "2"], "--align-edit-prob"),
     (["robustify", "--out", EXISTING], "not a folder"),
     (["robustify", "--export-clipag", EXISTING], "already exists"),
     # eval-robust

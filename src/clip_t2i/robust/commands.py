@@ -53,6 +53,13 @@ def robustify_cmd(
     step_size: Annotated[float | None, typer.Option(help="Attack step in units of ε")] = None,
     free_replays: Annotated[int, typer.Option(help="Replays per minibatch (free)")] = _ROBUST.free_replays,
     clean_weight: Annotated[float, typer.Option(help="Weight of the clean-image loss")] = _ROBUST.clean_weight,
+    align_weight: Annotated[
+        float, typer.Option(help="Gradient-alignment weight: ∇ₓ sim toward the training image (0: off)")
+    ] = _ROBUST.align_weight,
+    align_edit_prob: Annotated[
+        float, typer.Option(help="Share of alignment sources that are other images")
+    ] = _ROBUST.align_edit_prob,
+    align_t_power: Annotated[float, typer.Option(help="t = U^p on the source→image line")] = _ROBUST.align_t_power,
     eps_warmup_steps: Annotated[int, typer.Option(help="Linear ε ramp")] = _ROBUST.eps_warmup_steps,
     steps: Annotated[int, typer.Option(help="Optimizer steps")] = _ROBUST.steps,
     batch_size: Annotated[int, typer.Option(help="Batch per process and micro-batch")] = _ROBUST.batch_size,

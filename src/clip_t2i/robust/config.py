@@ -44,6 +44,9 @@ class RobustTrainConfig:
     step_size: float | None = None  # attack step in units of ε (default: pgd 2.5/k, fast 1.25, free 1.0)
     free_replays: int = 4  # m: optimizer steps per minibatch (attack=free)
     clean_weight: float = 0.0  # w_clean: weight of the same objective on the clean images (0: adversarial only)
+    align_weight: float = 0.0  # λ_align: gradient-alignment term (robust/alignment.py; 0: off)
+    align_edit_prob: float = 0.3  # share of alignment sources that are another batch image (else a neutral start)
+    align_t_power: float = 1.0  # t = U(0, 1)^p on the line from the source to the image (p > 1: nearer the source)
     eps_warmup_steps: int = 0  # ε grows linearly from 0 to ε over these steps
     steps: int = 500  # optimizer steps
     batch_size: int = 128  # per process and per micro-batch
@@ -114,6 +117,12 @@ def _validate_attack(cfg: RobustTrainConfig) -> None:
         raise UserError(f"--free-replays must be ≥ 1, got {cfg.free_replays}")
     if cfg.clean_weight < 0 or not math.isfinite(cfg.clean_weight):
         raise UserError(f"--clean-weight must be ≥ 0, got {cfg.clean_weight}")
+    if cfg.align_weight < 0:
+        raise UserError(f"--align-weight must be ≥ 0, got {cfg.align_weight}")
+    if not 0 <= cfg.align_edit_prob <= 1:
+        raise UserError(f"--align-edit-prob must lie in [0, 1], got {cfg.align_edit_prob}")
+    if cfg.align_t_power <= 0:
+        raise UserError(f"--align-t-power must be > 0, got {cfg.align_t_power}")
     if cfg.eps_warmup_steps < 0:
         raise UserError("--eps-warmup-steps must be ≥ 0")
     if cfg.steps < 1:

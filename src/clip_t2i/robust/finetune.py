@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 
 from clip_t2i.backbones import ClipModel, load_clip
 from clip_t2i.errors import UserError
+from clip_t2i.robust.alignment import alignment_loss
 from clip_t2i.robust.attacks import _ascent_direction, eval_mode, make_generator, pgd, project
 from clip_t2i.robust.config import (
     LABELLED_DATA,
@@ -153,6 +154,10 @@ class AdversarialStep:
         class_features: Tensor | None = None,
         accelerator: Any = None,
         seed: int = 0,
+        align_weight: float = 0.0,
+        align_edit_prob: float = 0.3,
+        align_t_power: float = 1.0,
+        label_text: Tensor | None = None,
     ) -> None:
         """Store the step's parts and settings (see the class docstring)."""
         self.clip, self.tower, self.objective, self.optimizer = clip, tower, objective, optimizer
@@ -161,10 +166,24 @@ class AdversarialStep:
         self.clean_weight, self.grad_clip, self.positives = clean_weight, grad_clip, positives
         self.reference, self.class_features = reference, class_features
         self.accelerator, self.seed = accelerator, seed
+        self.align_weight, self.align_edit_prob, self.align_t_power = align_weight, align_edit_prob, align_t_power
+        self.label_text = label_text  # [K, D] normalised class-prompt embeddings: alignment targets by label
         self.delta: list[Tensor | None] = []  # free AT: carried perturbation per micro-batch slot
         self._text_cache: dict[str, Tensor] = {}
 
     # ---------------------------------------------------------------- frozen targets
+    @torch.no_grad()
+    def caption_text(self, captions: list[str]) -> Tensor:
+        """Frozen normalised text embeddings of ``captions`` ``[B, D]`` (cached)."""
+        missing = [c for c in dict.fromkeys(captions) if c not in self._text_cache]
+        if missing:
+            with eval_mode(self.clip):
+                feats = self.clip.encode_text(missing)
+            if len(self._text_cache) > 50_000:
+                self._text_cache.clear()
+            self._text_cache.update(zip(missing, feats, strict=True))
+        return torch.stack([self._text_cache[c] for c in captions])
+
     @torch.no_grad()
     def targets(self, batch: dict[str, Any]) -> BatchTargets:
         """Frozen per-batch targets (caption / class embeddings, positives, labels, reference embeddings)."""
@@ -173,14 +192,7 @@ class AdversarialStep:
         name = self.objective.name
         if name == "clipag":
             caps = list(batch["caption"])
-            missing = [c for c in dict.fromkeys(caps) if c not in self._text_cache]
-            if missing:
-                with eval_mode(clip):
-                    feats = clip.encode_text(missing)
-                if len(self._text_cache) > 50_000:
-                    self._text_cache.clear()
-                self._text_cache.update(zip(missing, feats, strict=True))
-            t.text = torch.stack([self._text_cache[c] for c in caps])
+            t.text = self.caption_text(caps)
             keys = batch["label"] if (self.positives == "label" and "label" in batch) else caps
             t.positives = positive_mask(keys).to(t.text.device)
         elif name == "tecoa":
@@ -257,6 +269,10 @@ class AdversarialStep:
                     clean_loss = self.objective(self.tower(x), t)
                     total = loss + self.clean_weight * clean_loss
                     stats["loss_clean"] = stats.get("loss_clean", 0.0) + float(clean_loss.detach()) / n
+                if self.align_weight > 0:
+                    align_loss, a = self._alignment(batch, x, gen)
+                    total = total + self.align_weight * align_loss
+                    stats["align_cos"] = stats.get("align_cos", 0.0) + float(a.mean()) / n
                 if not torch.isfinite(total.detach()):
                     ok = False
                     stats["loss"] = float("nan")
@@ -289,6 +305,20 @@ class AdversarialStep:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return stats
+
+    def _alignment(self, batch: dict[str, Any], x: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        """The gradient-alignment term of :mod:`clip_t2i.robust.alignment` on the clean images ``x``."""
+        if self.label_text is not None and "label" in batch:
+            keys = batch["label"].to(x.device)
+            text = self.label_text[keys]
+        else:
+            caps = list(batch["caption"])
+            ids = {c: i for i, c in enumerate(dict.fromkeys(caps))}
+            keys = torch.tensor([ids[c] for c in caps], device=x.device)
+            text = self.caption_text(caps)
+        return alignment_loss(
+            self.tower, x, text, keys, gen, edit_prob=self.align_edit_prob, t_power=self.align_t_power
+        )
 
 
 class _null:
@@ -377,6 +407,7 @@ def robustify(cfg: RobustTrainConfig, echo: Callable[[str], Any] | None = print)
         "norm": cfg.norm,
         "eps_224": cfg.eps,
         "eps": eps,
+        **({"align_weight": cfg.align_weight} if cfg.align_weight > 0 else {}),
     }
     msg = (
         f"robustify: objective {cfg.objective}, attack {cfg.attack}, {cfg.norm} ε = {cfg.eps:g}"
@@ -412,7 +443,7 @@ def robustify(cfg: RobustTrainConfig, echo: Callable[[str], Any] | None = print)
         torch.set_rng_state(state["rng_cpu"])
     model, optimizer = accelerator.prepare(tower, optimizer)
     class_features = None
-    if cfg.objective == "tecoa":
+    if cfg.objective == "tecoa" or (cfg.align_weight > 0 and cfg.data in LABELLED_DATA):
         with torch.no_grad(), eval_mode(clip):
             class_features = clip.encode_text(class_prompts(cfg.data, clip))
     stepper = AdversarialStep(
@@ -429,9 +460,13 @@ def robustify(cfg: RobustTrainConfig, echo: Callable[[str], Any] | None = print)
         grad_clip=cfg.grad_clip,
         positives=cfg.positives,
         reference=reference,
-        class_features=class_features,
+        class_features=class_features if cfg.objective == "tecoa" else None,
         accelerator=accelerator,
         seed=cfg.seed * 7919 + rank,
+        align_weight=cfg.align_weight,
+        align_edit_prob=cfg.align_edit_prob,
+        align_t_power=cfg.align_t_power,
+        label_text=class_features if cfg.align_weight > 0 else None,
     )
     if "delta" in state:
         stepper.delta = [d if d.numel() else None for d in state["delta"]]

@@ -1,0 +1,192 @@
+"""Prototype (issue 13): fine-tune a shapes CLIP's image tower so that its input gradient *draws* — an explicit
+gradient-alignment term in the spirit of PAG-ROB (Ganz, Kawar, Elad 2023) with targets from the renderer.
+
+For a seen caption ``c`` with a render ``x*`` (world nuisance drawn at random), a source ``x_src`` (a neutral
+start — grey, noise, low-res noise — or, with probability ``p_edit``, the same scene with one attribute changed),
+and ``t ~ U(0, 1)``::
+
+    x_t = (1 − t) x_src + t x*,     a = cos( vec ∇ₓ cos(f(x_t), g(c)),  vec (x* − x_t) )
+    L = L_clip(x*) + λ_align · mean(1 − a) [+ λ_adv · L_clip(x* + δ_adv)]
+
+``L_clip`` is the frozen-text multi-positive InfoNCE of the robust objectives (positives = same label). The
+alignment term needs a second-order backward (``create_graph=True``). Only ``split="train"`` combinations are
+ever rendered, so the held-out triples stay unseen.
+
+    python experiments/robust/align_proto.py --out runs/align/NAME --steps 600 [--resume]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from clip_t2i.backbones import load_clip
+from clip_t2i.data.shapes import COLOURS, POSITIONS, SHAPES, ShapesWorld
+from clip_t2i.robust.attacks import pgd
+from clip_t2i.training.losses import multi_positive_info_nce, positive_mask
+
+
+def neutral_starts(n: int, size: int, g: torch.Generator) -> torch.Tensor:
+    """Starts with no shape information: a grey level (slightly tinted), pixel noise, sometimes 8×8 noise."""
+    level = 0.05 + 0.65 * torch.rand(n, 1, 1, 1, generator=g)
+    tint = (torch.rand(n, 3, 1, 1, generator=g) * 2 - 1) * 0.04
+    sigma = 0.08 * torch.rand(n, 1, 1, 1, generator=g)
+    x = level + tint + sigma * torch.randn(n, 3, size, size, generator=g)
+    low = (torch.rand(n, 1, 1, 1, generator=g) < 0.3).float() * 0.12
+    coarse = F.interpolate(torch.randn(n, 3, 8, 8, generator=g), size=size, mode="bilinear", align_corners=False)
+    return (x + low * coarse).clamp(0, 1)
+
+
+def edited_sources(world: ShapesWorld, scenes, g: torch.Generator) -> torch.Tensor:
+    """The same scenes with one of colour / shape / position changed (may leave the seen split: a source only)."""
+    n = len(scenes)
+    which = torch.randint(3, (n,), generator=g)
+    changed = {}
+    for a, (name, values) in enumerate(zip(("colour", "shape", "position"), (COLOURS, SHAPES, POSITIONS))):
+        old = getattr(scenes, name)[:, 0]
+        shift = torch.randint(1, len(values), (n,), generator=g)
+        changed[name] = torch.where(which == a, (old + shift) % len(values), old).unsqueeze(1)
+    return world.render(scenes.replace(**changed))
+
+
+def flat_cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    a, b = a.flatten(1), b.flatten(1)
+    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1) + 1e-12)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="shapes-clipag")
+    ap.add_argument("--arch", default=None, help="train a NEW image tower of this project config (random init)")
+    ap.add_argument("--text-from", default="shapes-clip", help="with --arch: the CLIP whose text tower is kept")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--align", type=float, default=1.0)
+    ap.add_argument("--adv", type=float, default=0.0, help="weight of an adversarial CLIP term (PGD-2, L2)")
+    ap.add_argument("--eps", type=float, default=6.0, help="adversarial L2 radius at 224² (rescaled)")
+    ap.add_argument("--p-edit", type=float, default=0.3)
+    ap.add_argument("--t-power", type=float, default=1.0, help="t = u^power (power > 1: more weight near x_src)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ckpt-every", type=int, default=100)
+    ap.add_argument("--resume", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "args.json").write_text(json.dumps(vars(args), indent=1))
+
+    if args.arch:
+        clip = load_clip(args.arch)
+        donor = load_clip(args.text_from).model.state_dict()
+        keep = {k: v for k, v in donor.items() if not k.startswith("visual.")}
+        missing, unexpected = clip.model.load_state_dict(keep, strict=False)
+        assert not unexpected and all(k.startswith("visual.") for k in missing), (missing, unexpected)
+    else:
+        clip = load_clip(args.model)
+    for p in clip.text_parameters():
+        p.requires_grad_(False)
+    clip.logit_scale.requires_grad_(False)
+    world = ShapesWorld(size=clip.image_size, level="one", split="train")
+    captions = world.canonical_caption_list()
+    with torch.no_grad():
+        text = clip.encode_text(captions).float()  # [240, D], normalised, frozen
+    scale = float(clip.logit_scale.exp())
+    params = [p for p in clip.visual.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4, betas=(0.9, 0.98))
+    warm = 30
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt,
+        lambda s: min(1.0, (s + 1) / warm)
+        * 0.5
+        * (1 + torch.cos(torch.tensor(torch.pi * min(s, args.steps) / args.steps)).item()),
+    )
+    start = 0
+    ck = out / "state.pt"
+    if args.resume and ck.exists():
+        state = torch.load(ck, weights_only=True)
+        clip.visual.load_state_dict(state["visual"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        start = int(state["step"])
+        print(f"resumed at step {start}", flush=True)
+    eps = args.eps * clip.image_size / 224
+    log = open(out / "log.jsonl", "a")
+    clip.train()
+    t0 = time.time()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    math_attention = sdpa_kernel(SDPBackend.MATH)  # the only CPU kernel with a double backward
+    math_attention.__enter__()
+    for step in range(start, args.steps):
+        g = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
+        scenes = world.sample_scenes(args.batch, g)
+        labels = world.labels(scenes)
+        x_star = world.render(scenes)
+        tgt = text[labels]
+        # clean contrastive term
+        feats = clip.encode_image(x_star, normalize=True)
+        pos = positive_mask(labels)
+        l_clip = multi_positive_info_nce(scale * feats @ tgt.T, pos)
+        loss = l_clip
+        # gradient alignment
+        src = neutral_starts(args.batch, clip.image_size, g)
+        edit = torch.rand(args.batch, generator=g) < args.p_edit
+        if edit.any():
+            src[edit] = edited_sources(world, scenes[edit], g)
+        t = torch.rand(args.batch, 1, 1, 1, generator=g) ** args.t_power
+        x_t = ((1 - t) * src + t * x_star).detach().requires_grad_(True)
+        sim = (clip.encode_image(x_t, normalize=True) * tgt).sum(-1)
+        (grad,) = torch.autograd.grad(sim.sum(), x_t, create_graph=True)
+        a = flat_cos(grad, x_star - x_t.detach())
+        l_align = (1 - a).mean()
+        loss = loss + args.align * l_align
+        l_adv = torch.zeros(())
+        if args.adv > 0:
+
+            def inner(xa: torch.Tensor) -> torch.Tensor:
+                f = clip.encode_image(xa, normalize=True)
+                return -(pos / pos.sum(1, keepdim=True) * F.log_softmax(scale * f @ tgt.T, 1)).sum(1)
+
+            x_adv = pgd(inner, x_star, eps=eps, steps=2, step_size=eps, norm="l2", generator=g)
+            fa = clip.encode_image(x_adv.detach(), normalize=True)
+            l_adv = multi_positive_info_nce(scale * fa @ tgt.T, pos)
+            loss = loss + args.adv * l_adv
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        if step % 10 == 0 or step == args.steps - 1:
+            rec = {
+                "step": step,
+                "clip": round(float(l_clip), 4),
+                "align_cos": round(float(a.mean()), 4),
+                "adv": round(float(l_adv), 4),
+                "lr": sched.get_last_lr()[0],
+                "s": round(time.time() - t0, 1),
+            }
+            print(json.dumps(rec), flush=True)
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+        if (step + 1) % args.ckpt_every == 0 or step == args.steps - 1:
+            tmp = ck.with_suffix(".tmp")
+            torch.save(
+                {"visual": clip.visual.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step + 1},
+                tmp,
+            )
+            os.replace(tmp, ck)
+    clip.eval()
+    clip.save(out / "final.safetensors")
+    print("saved", out / "final.safetensors", flush=True)
+
+
+if __name__ == "__main__":
+    main()
