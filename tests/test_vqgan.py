@@ -247,13 +247,21 @@ def test_renderer_quantises_decodes_clamps_and_passes_gradients(tiny_vqgan: Path
     assert torch.equal(zi.detach(), ri.encode(ri._init_image.unsqueeze(0)))
     rr = build_renderer("vqgan", 32, {"vqgan": str(tiny_vqgan), "init": "random_image"})
     assert rr.init(1, torch.Generator().manual_seed(0))[0].shape == (1, 8, 16, 16)
+    # decoded at 16 px (8 x 8 codes), resized to the 32-px image
+    rd = build_renderer("vqgan", 32, {"vqgan": str(tiny_vqgan), "decode_size": 16})
+    (zd,) = rd.init(1, torch.Generator().manual_seed(0))
+    assert zd.shape == (1, 8, 8, 8) and rd.render([zd]).shape == (1, 3, 32, 32)
 
 
 def test_renderer_refuses_bad_options(tiny_vqgan: Path, tmp_path: Path) -> None:
     from clip_t2i.renderers.base import build_renderer
 
-    with pytest.raises(UserError, match="multiple of the VQGAN's downsampling factor 2"):
+    with pytest.raises(
+        UserError, match="image size 33 must be a positive multiple of the VQGAN's downsampling factor 2"
+    ):
         build_renderer("vqgan", 33, {"vqgan": str(tiny_vqgan)})
+    with pytest.raises(UserError, match="decode_size 15 must be a positive multiple"):
+        build_renderer("vqgan", 32, {"vqgan": str(tiny_vqgan), "decode_size": 15})
     with pytest.raises(UserError, match="unknown vqgan init"):
         build_renderer("vqgan", 32, {"vqgan": str(tiny_vqgan), "init": "zeros"})
     (tmp_path / "bad.png").write_text("not a png")

@@ -63,3 +63,4 @@ class VQGANOptions:
     init_noise: float = 0.0  # std of Gaussian noise added to the start z, in units of the codebook's std
     quantize: bool = True  # straight-through quantisation to the nearest code (False: decode z itself)
     clamp: bool = True  # after each step, clamp z per dimension to the codebook's [min, max]
+    decode_size: int | None = None  # decode at this side, then resize (bilinear) to the image size; None = image size

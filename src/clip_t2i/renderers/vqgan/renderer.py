@@ -5,7 +5,8 @@ codebook's ``[min, max]`` (nerdyrodent's ``z.clamp_(z_min, z_max)``), so it cann
 
 Starts (``init``): ``random_codes`` (a uniform random code per cell, the notebook's default), ``random_image``
 (uniform noise pixels, encoded) or ``image`` (``init_image``, encoded); ``init_noise`` adds Gaussian noise to z.
-The image side must be a multiple of the VQGAN's downsampling factor.
+The decoded side must be a multiple of the VQGAN's downsampling factor; ``decode_size`` decodes at another side
+than the image's (e.g. the VQGAN's training side) and resizes the decoded image bilinearly to the image size.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from functools import lru_cache
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from clip_t2i.errors import UserError
@@ -69,10 +71,14 @@ class VQGANRenderer:
         _check(o)
         self.model = cached_vqgan(o.vqgan, o.vqgan_config)
         f = self.model.config.factor
-        if size < f or size % f:
-            raise UserError(f"image size {size} must be a positive multiple of the VQGAN's downsampling factor {f}")
         self.size = int(size)
-        self.side = size // f
+        self.decode_size = int(o.decode_size or size)
+        what = "decode_size" if o.decode_size else "image size"
+        if self.decode_size < f or self.decode_size % f:
+            raise UserError(
+                f"{what} {self.decode_size} must be a positive multiple of the VQGAN's downsampling factor {f}"
+            )
+        self.side = self.decode_size // f
         cb = self.model.codebook.detach()
         self.z_min = cb.min(0).values.view(1, -1, 1, 1)
         self.z_max = cb.max(0).values.view(1, -1, 1, 1)
@@ -81,7 +87,7 @@ class VQGANRenderer:
         if o.init == "image":
             from clip_t2i.renderers.priors import load_init_image
 
-            self._init_image = load_init_image(o.init_image, size)  # type: ignore[arg-type]
+            self._init_image = load_init_image(o.init_image, self.decode_size)  # type: ignore[arg-type]
 
     @torch.no_grad()
     def encode(self, images: Tensor) -> Tensor:
@@ -100,7 +106,8 @@ class VQGANRenderer:
                 idx = torch.randint(0, n, (1, self.side, self.side), generator=g)
                 z = self.model.codebook.detach()[idx].permute(0, 3, 1, 2)
             else:
-                img = self._init_image if o.init == "image" else torch.rand(3, self.size, self.size, generator=g)
+                side = self.decode_size
+                img = self._init_image if o.init == "image" else torch.rand(3, side, side, generator=g)
                 z = self.encode(img.unsqueeze(0))  # type: ignore[union-attr]
             if o.init_noise > 0:
                 z = z + torch.randn(z.shape, generator=g) * o.init_noise * self.z_std
@@ -110,7 +117,10 @@ class VQGANRenderer:
     def render(self, params: list[Tensor]) -> Tensor:
         z = params[0]
         zq = straight_through(z, self.model.codebook)[0] if self.options.quantize else z
-        return clamp_with_grad(self.model.decode_latent(zq))
+        x = self.model.decode_latent(zq)
+        if self.decode_size != self.size:
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
+        return clamp_with_grad(x)
 
     @torch.no_grad()
     def project(self, params: list[Tensor], projection: Callable[[Tensor], Tensor]) -> None:
