@@ -346,3 +346,16 @@ def test_a_local_model_file_is_read_not_written(tmp_path: Path, models: ModelCac
     req = Request("a red circle", model=str(path), renderer="strokes", steps=2)
     [item] = run_request(check_request(req, LIMITS, models), JobFolders(tmp_path), models)
     assert item.record["model"] == str(path) and path.stat().st_mtime_ns == before
+
+
+def test_the_vqgan_renderer_runs_from_the_app_when_bundled(tmp_path: Path, models: ModelCache) -> None:
+    from clip_t2i import zoo
+    from clip_t2i.renderers import list_renderers
+
+    if "vqgan" not in list_renderers() or "shapes-vqgan" not in zoo.list_zoo():
+        pytest.skip("the vqgan renderer or the zoo's shapes-vqgan is not there")
+    req = Request("a red circle on the left", renderer="vqgan", steps=2)
+    checked = check_request(req, LIMITS, models)
+    assert checked.preset == "vqgan"  # `auto` picks the renderer's own preset
+    [item] = run_request(checked, JobFolders(tmp_path), models)
+    assert item.record["renderer"] == "vqgan" and item.record["steps"] == 2 and item.png.is_file()
