@@ -271,3 +271,27 @@ def test_demo_grid(tmp_path):
     )
     rec, _ = read_image_record(side)
     assert rec["models"] == ["vit-t32", "vit-t32"] and len(rec["files"]) == 2
+
+
+def test_world_hue_steps_turn_world_colours_onto_world_colours():
+    """The retrieval pool's hue rotations map every world colour's chroma onto another world colour's exactly."""
+    from clip_t2i.data.shapes import COLOUR_RGB
+    from clip_t2i.renderers.priors import chroma_angle, hue_rotate, world_hue_steps
+
+    steps = world_hue_steps("shapes")
+    assert world_hue_steps("digits") is None
+    assert bool((steps.abs() < 1e-6).any()) and len(steps) <= 6 * 5 + 1
+    rgb = torch.tensor(COLOUR_RGB)
+    grey = rgb.mean(1, keepdim=True)
+    chroma = rgb - grey
+    for i in range(len(rgb)):
+        for j in range(len(rgb)):
+            angle = (chroma_angle(rgb[j]) - chroma_angle(rgb[i])).view(1)
+            assert any(torch.isclose(torch.remainder(angle - s + torch.pi, 2 * torch.pi) - torch.pi, torch.zeros(1),
+                                     atol=1e-5) for s in steps)  # fmt: skip
+            # a tiny colour patch of colour i turned by that step points along colour j's chroma
+            soft = grey[i] + 0.5 * chroma[i]  # a less saturated colour i, so the rotation is never clamped
+            turned = hue_rotate(soft.view(1, 3, 1, 1), angle).view(3)
+            c = turned - turned.mean()
+            cos = float(c @ chroma[j] / (c.norm() * chroma[j].norm()))
+            assert cos > 0.999, (i, j, cos)

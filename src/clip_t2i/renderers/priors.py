@@ -225,6 +225,30 @@ def hue_rotate(images: Tensor, angles: Tensor) -> Tensor:
     return torch.einsum("nij,njhw->nihw", R, images).clamp(0.0, 1.0)
 
 
+def chroma_angle(rgb: Tensor) -> Tensor:
+    """The angle of colours ``[..., 3]`` about the grey axis, in the sense :func:`hue_rotate` turns them (radians)."""
+    e1 = torch.tensor([2.0, -1.0, -1.0], dtype=rgb.dtype) / 6**0.5  # orthonormal basis of the chromatic plane,
+    e2 = torch.tensor([0.0, 1.0, -1.0], dtype=rgb.dtype) / 2**0.5  # e1 × e2 = grey axis (hue_rotate's sense)
+    return torch.atan2(rgb @ e2, rgb @ e1)
+
+
+_HUE_SCHEME = "world-hue-steps"  # part of the pool cache key: pools hue-rotated the older way are never reused
+
+
+def world_hue_steps(source: str) -> Tensor | None:
+    """For the shapes world: every rotation that turns one world colour's chroma onto another's (radians, in
+    (−π, π], 0 included), so a hue-rotated pool member keeps a colour of the world ("red" never becomes pink).
+    None for other sources (any rotation is as good as another)."""
+    if source not in ("shapes", "shapes2"):
+        return None
+    from clip_t2i.data.shapes import COLOUR_RGB
+
+    a = chroma_angle(torch.tensor(COLOUR_RGB, dtype=torch.float64))
+    d = (a.view(-1, 1) - a.view(1, -1)).flatten()
+    d = torch.remainder(d + torch.pi, 2 * torch.pi) - torch.pi
+    return torch.unique(d.round(decimals=9)).float()
+
+
 @torch.no_grad()
 def pick_by_clip(pool: Tensor, clip, direction: Tensor, size: int, batch: int = 512) -> Tensor:
     """The pool member (upsampled to ``size``) whose CLIP embedding is closest to ``direction [D]``."""
@@ -271,9 +295,10 @@ def pool_start(
     batch: int = 512,
 ) -> Tensor:
     """The start image ``[3, size, size]``: the member of a pool of ``pool`` prior samples (hue-rotated up to
-    ``hue`` x 180 degrees) whose CLIP embedding is closest to ``direction``; ``generator`` advances as the pool is
-    drawn. The pool's CLIP embeddings come from the disk cache when ``(prior, pool settings, model, generator
-    state)`` was seen before; ``model`` is :func:`model_key` of ``clip`` (computed when None)."""
+    ``hue`` x 180 degrees; for the shapes world only by the rotations between world colours) whose CLIP
+    embedding is closest to ``direction``; ``generator`` advances as the pool is drawn. The pool's CLIP
+    embeddings come from the disk cache when ``(prior, pool settings, model, generator state)`` was seen before;
+    ``model`` is :func:`model_key` of ``clip`` (computed when None)."""
     from clip_t2i.utils import cache
 
     pkey = prior_key(source, resolution, eps)
@@ -283,7 +308,7 @@ def pool_start(
         key = (
             None
             if mkey is None
-            else digest_pool(pkey, pool, hue, size, batch, mkey, generator.get_state().numpy().tobytes())
+            else digest_pool(pkey, pool, hue, _HUE_SCHEME, size, batch, mkey, generator.get_state().numpy().tobytes())
         )
         hit = None if key is None else cache.load("pool", key)
         if hit is not None and not _valid_pool(hit, pool):
@@ -294,7 +319,12 @@ def pool_start(
     # (the expensive part, ~1 MB) are cached — caching the images too would cost ~26 MB per model and seed.
     members = fit_prior(source, resolution, eps).sample_pool(pool, generator)
     if hue > 0:
-        angles = (torch.rand(len(members), generator=generator) * 2 - 1) * (hue * torch.pi)
+        steps = world_hue_steps(source)
+        if steps is not None:  # only rotations between world colours, up to hue x 180 degrees
+            steps = steps[steps.abs() <= hue * torch.pi + 1e-6]
+            angles = steps[torch.randint(len(steps), (len(members),), generator=generator)]
+        else:
+            angles = (torch.rand(len(members), generator=generator) * 2 - 1) * (hue * torch.pi)
         members = hue_rotate(members, angles)
     up = F.interpolate(members, size=(size, size), mode="bilinear", align_corners=False).clamp(0.0, 1.0)
     if hit is not None:
