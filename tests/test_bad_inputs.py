@@ -88,6 +88,7 @@ CASES: list[tuple[list[str], str]] = [
     (["demo", "--model", "nosuch", "--out", "demo"], "unknown model"),
     (["demo", "--out", EXISTING], "not a folder"),
     (["demo", "--out", OWNED_DIR], "--overwrite"),
+    (["demo", "--world", "faces"], "--world"),
     # eval-clip
     (["eval-clip", "--n", "0", *TINY], "--n"),
     (["eval-clip", "--model", "nosuch"], "unknown model"),

@@ -82,7 +82,7 @@ def test_loss_value_on_a_model_whose_gradient_is_known():
     x_t = (1 - t) * src + t * x_star
     want = flat_cos(m - x_t, x_star - x_t)
     assert torch.allclose(a, want, atol=1e-5)
-    assert math.isclose(float(loss), float((1 - want).mean()), abs_tol=1e-5)
+    assert math.isclose(float(loss.detach()), float((1 - want).mean()), abs_tol=1e-5)
 
 
 def test_loss_trains_the_gradient_second_order():

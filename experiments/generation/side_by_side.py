@@ -24,11 +24,12 @@ def main() -> None:
     ap.add_argument("--labels", nargs="+", default=None)
     ap.add_argument("--cols", type=int, default=12)
     ap.add_argument("--scale", type=int, default=2)
+    ap.add_argument("--pattern", default="*.png", help="glob of the file names to use, e.g. '*seed0300.png'")
     args = ap.parse_args()
     labels = args.labels or [d.name for d in args.dirs]
     if len(labels) != len(args.dirs):
         raise SystemExit("error: give one label per folder")
-    names = sorted(set.intersection(*({p.name for p in d.glob("*.png")} for d in args.dirs)))[: args.cols]
+    names = sorted(set.intersection(*({p.name for p in d.glob(args.pattern) if p.name != "grid.png"} for d in args.dirs)))[: args.cols]
     if not names:
         raise SystemExit("error: the folders share no PNG file names")
     first = Image.open(args.dirs[0] / names[0])

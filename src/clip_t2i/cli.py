@@ -154,24 +154,34 @@ def eval_clip_cmd(
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Output folder")] = Path("outputs/demo"),
-    model: Annotated[str, typer.Option(help="CLIP that guides the drawing (zoo name or file)")] = "shapes-clipag",
+    world: Annotated[str, typer.Option(help="digits (default: the gradients draw digits) | shapes")] = "digits",
+    model: Annotated[
+        str | None,
+        typer.Option(help="CLIP that guides the drawing (zoo name or file; default: the world's robust one)"),
+    ] = None,
     pretrained: Pretrained = None,
     image_tower: ImageTower = None,
     threads: Threads = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace the demo's own files if --out already holds them")] = False,
-    compare: Annotated[str, typer.Option(help="CLIP drawn side by side with --model ('none': only --model)")] = (
-        "shapes-clip"
-    ),
-    preset: Annotated[str, typer.Option(help="pag: dark-grey start, shapes from the gradients; fast: retrieval")] = (
-        "pag"
+    compare: Annotated[
+        str | None,
+        typer.Option(help="CLIP drawn side by side ('none': only --model; default: the world's vanilla one)"),
+    ] = None,
+    preset: Annotated[str, typer.Option(help="draw: dark-grey start, shapes from the gradients; fast: retrieval")] = (
+        "draw"
     ),
 ) -> None:
-    """Draw shapes prompts with the bundled robust CLIP and, side by side, the vanilla one (no generator network),
-    from the same neutral start; say where the labelled grid is."""
+    """Draw prompts with the bundled robust CLIP and, side by side, the vanilla one (no generator network), from the
+    same neutral grey start; say where the labelled grid is."""
     import time
 
-    from clip_t2i.pipeline import DEMO_PROMPTS, demo_grid, load_guide
+    from clip_t2i.pipeline import DEMO_WORLDS, demo_grid, load_guide
+    from clip_t2i.utils.checks import check_choice
 
+    check_choice(world, tuple(DEMO_WORLDS), "--world")
+    robust, vanilla, prompts = DEMO_WORLDS[world]
+    model = model or robust
+    compare = compare or vanilla
     set_threads(threads)
     t0 = time.time()
     guide = model if pretrained is None and image_tower is None else load_guide(model, "cpu", pretrained, image_tower)
@@ -180,11 +190,12 @@ def demo(
         out=out,
         progress=True,
         overwrite=overwrite,
+        prompts=prompts,
         preset=preset,
         compare=None if compare == "none" else compare,
     )
     with_ = f"{model} and {compare}" if compare != "none" else model
-    typer.echo(f"{len(DEMO_PROMPTS)} prompts drawn with {with_} (preset {preset}) in {time.time() - t0:.0f} s")
+    typer.echo(f"{len(prompts)} prompts drawn with {with_} (preset {preset}) in {time.time() - t0:.0f} s")
     typer.echo(f"grid: {grid}\nimages (prompt, seed, settings in PNG text chunks + JSON sidecars): {out}/")
 
 

@@ -362,7 +362,16 @@ def write_outputs(result: GenerationResult, out: Path, gif: bool = False, mp4: b
 
 
 DEMO_COMPARE = "shapes-clip"  # the vanilla CLIP the robust default is compared with
-DEMO_PRESET = "pag"  # a neutral (dark-grey) start: shapes can only come from the gradients
+DEMO_PRESET = "draw"  # a neutral (dark-grey) start: shapes can only come from the gradients
+# `clip-t2i demo --world W`: (robust model, vanilla model, prompts); digits is the default (its gradients draw)
+DEMO_WORLDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "digits": (
+        "digits-clipag",
+        "digits-clip",
+        tuple(f"a handwritten digit {w}" for w in ("zero", "one", "two", "three", "four", "five", "six", "seven")),
+    ),
+    "shapes": ("shapes-clipag", "shapes-clip", DEMO_PROMPTS),
+}
 
 
 def demo_grid(
