@@ -1,5 +1,6 @@
 """Strokes benchmark: the same prompts, seed and preset with the vanilla and the robust CLIP; judged accuracy and
-an independent CLIP score (shapes-clip-rn). Usage: python experiments/renderers/strokes_eval.py [N_PROMPTS] [STEPS] [OUT_DIR] (images + JSON; default results/)."""
+an independent CLIP score (shapes-clip-rn). Usage:
+python experiments/renderers/strokes_eval.py [N_PROMPTS] [STEPS] [OUT_DIR] (images + JSON; default results/)."""
 
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ def edited_sources(world: ShapesWorld, scenes, g: torch.Generator) -> torch.Tens
     n = len(scenes)
     which = torch.randint(3, (n,), generator=g)
     changed = {}
-    for a, (name, values) in enumerate(zip(("colour", "shape", "position"), (COLOURS, SHAPES, POSITIONS))):
+    for a, (name, values) in enumerate(zip(("colour", "shape", "position"), (COLOURS, SHAPES, POSITIONS), strict=True)):
         old = getattr(scenes, name)[:, 0]
         shift = torch.randint(1, len(values), (n,), generator=g)
         changed[name] = torch.where(which == a, (old + shift) % len(values), old).unsqueeze(1)
@@ -104,9 +104,11 @@ def main() -> None:
     warm = 30
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt,
-        lambda s: min(1.0, (s + 1) / warm)
-        * 0.5
-        * (1 + torch.cos(torch.tensor(torch.pi * min(s, args.steps) / args.steps)).item()),
+        lambda s: (
+            min(1.0, (s + 1) / warm)
+            * 0.5
+            * (1 + torch.cos(torch.tensor(torch.pi * min(s, args.steps) / args.steps)).item())
+        ),
     )
     start = 0
     ck = out / "state.pt"
@@ -151,7 +153,7 @@ def main() -> None:
         l_adv = torch.zeros(())
         if args.adv > 0:
 
-            def inner(xa: torch.Tensor) -> torch.Tensor:
+            def inner(xa: torch.Tensor, pos=pos, tgt=tgt) -> torch.Tensor:
                 f = clip.encode_image(xa, normalize=True)
                 return -(pos / pos.sum(1, keepdim=True) * F.log_softmax(scale * f @ tgt.T, 1)).sum(1)
 
@@ -178,10 +180,8 @@ def main() -> None:
             log.flush()
         if (step + 1) % args.ckpt_every == 0 or step == args.steps - 1:
             tmp = ck.with_suffix(".tmp")
-            torch.save(
-                {"visual": clip.visual.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step + 1},
-                tmp,
-            )
+            state = {"visual": clip.visual.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict()}
+            torch.save({**state, "step": step + 1}, tmp)
             os.replace(tmp, ck)
     clip.eval()
     clip.save(out / "final.safetensors")

@@ -2,7 +2,8 @@
 preset (default ``draw``: grey start, no views), judge them with the analysis-by-synthesis shapes judge, append one
 JSON line to ``--log`` and write a labelled grid.
 
-    python experiments/robust/draw_eval.py --model shapes-clipag --n 100 --seed 0 [--preset draw] [--set guidance.steps=80]
+    python experiments/robust/draw_eval.py --model shapes-clipag --n 100 --seed 0 [--preset draw] \\
+        [--set guidance.steps=80]
 
 ``--prompt-seed`` picks the benchmark's prompt draw (0 = the 100-prompt benchmark); ``--seed`` the image seed.
 """
@@ -118,7 +119,7 @@ def main() -> None:
     prompts = judged
     k = min(len(prompts), 40)
     verdict = ["ok" if r["all"] else ("wrong" if r.get("recognised") else "unrecognised") for r in per[:k]]
-    labels = [f"{p.removeprefix('a ')} [{v}]" for p, v in zip(prompts[:k], verdict)]
+    labels = [f"{p.removeprefix('a ')} [{v}]" for p, v in zip(prompts[:k], verdict, strict=True)]
     save_png(out / "grid.png", make_grid(res.images[:k], 8, labels=labels), {"grid": name}, sidecar=False)
     print(json.dumps(line), flush=True)
     with open(args.log, "a") as f:
