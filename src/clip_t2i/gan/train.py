@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from clip_t2i.errors import UserError
 from clip_t2i.gan.config import GanTrainConfig, validate
-from clip_t2i.training.checkpoint import latest_checkpoint, load_state, save_checkpoint_on_main
+from clip_t2i.training.checkpoint import load_state, resume_checkpoint, save_checkpoint_on_main
 from clip_t2i.training.common import (
     NonFiniteGuard,
     StopOnInterrupt,
@@ -148,9 +148,7 @@ def train_gan(cfg: GanTrainConfig) -> Path:
     auto_threads(cfg.threads)
     run_dir = Path(cfg.out)
     check_run_dir(run_dir, cfg.resume)
-    resume_from = latest_checkpoint(run_dir) if cfg.resume else None
-    if cfg.resume and resume_from is None:
-        raise UserError(f"--resume: no checkpoint found in {run_dir}/checkpoints")
+    resume_from = resume_checkpoint(run_dir, cfg.resume)
     if resume_from is not None:
         saved = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
         if saved.get("gan") and saved["gan"] != json.loads(json.dumps(gan_cfg.to_dict())):

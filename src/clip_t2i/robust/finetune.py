@@ -50,7 +50,7 @@ from clip_t2i.robust.config import (
     validate,
 )
 from clip_t2i.robust.objectives import BatchTargets, Objective, get_objective
-from clip_t2i.training.checkpoint import latest_checkpoint, load_state, save_checkpoint_on_main
+from clip_t2i.training.checkpoint import load_state, resume_checkpoint, save_checkpoint_on_main
 from clip_t2i.training.common import (
     NonFiniteGuard,
     StopOnInterrupt,
@@ -379,9 +379,7 @@ def robustify(cfg: RobustTrainConfig, echo: Callable[[str], Any] | None = print)
     check_run_dir(run_dir, cfg.resume)
     auto_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    resume_from = latest_checkpoint(run_dir) if cfg.resume else None
-    if cfg.resume and resume_from is None:
-        raise UserError(f"--resume: no checkpoint found in {run_dir}/checkpoints")
+    resume_from = resume_checkpoint(run_dir, cfg.resume)
     clip = (
         load_clip(resume_from / "model.safetensors")
         if resume_from is not None

@@ -65,6 +65,17 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return steps[-1] if steps else None
 
 
+def resume_checkpoint(run_dir: str | Path, resume: bool) -> Path | None:
+    """The checkpoint a run continues from: None without ``resume``; with it, the newest complete checkpoint, or a
+    one-line :class:`UserError` when there is none."""
+    if not resume:
+        return None
+    found = latest_checkpoint(run_dir)
+    if found is None:
+        raise UserError(f"--resume: no checkpoint found in {run_dir}/checkpoints")
+    return found
+
+
 def load_state(ckpt: Path) -> dict[str, Any]:
     """Read ``state.pt`` without unpickling arbitrary objects.
 

@@ -15,8 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from clip_t2i.backbones import ClipModel, load_clip
-from clip_t2i.errors import UserError
-from clip_t2i.training.checkpoint import latest_checkpoint, load_state, save_checkpoint_on_main
+from clip_t2i.training.checkpoint import load_state, resume_checkpoint, save_checkpoint_on_main
 from clip_t2i.training.common import (
     NonFiniteGuard,
     StopOnInterrupt,
@@ -52,9 +51,7 @@ def train_clip(cfg: ClipTrainConfig) -> Path:
     clip = load_clip(cfg.model, cfg.pretrained, image_tower=cfg.image_tower)
     accelerator = make_accelerator(run_dir, cfg.grad_accum, cfg.mixed_precision)
     rank, world = accelerator.process_index, accelerator.num_processes
-    resume_from = latest_checkpoint(run_dir) if cfg.resume else None
-    if cfg.resume and resume_from is None:
-        raise UserError(f"--resume: no checkpoint found in {run_dir}/checkpoints")
+    resume_from = resume_checkpoint(run_dir, cfg.resume)
     if resume_from is not None:
         clip = load_clip(resume_from / "model.safetensors")
     clip.config["train_data"] = cfg.data if cfg.data in ("shapes", "shapes2", "digits") else "custom"

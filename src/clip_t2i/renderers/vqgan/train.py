@@ -22,7 +22,6 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from clip_t2i.errors import UserError
 from clip_t2i.renderers.vqgan.config import config_from_dict
 from clip_t2i.renderers.vqgan.losses import (
     PatchDiscriminator,
@@ -35,7 +34,7 @@ from clip_t2i.renderers.vqgan.losses import (
 )
 from clip_t2i.renderers.vqgan.model import VQGAN, nearest_codes
 from clip_t2i.renderers.vqgan.train_config import VQGANTrainConfig, validate
-from clip_t2i.training.checkpoint import latest_checkpoint, load_state, save_checkpoint_on_main
+from clip_t2i.training.checkpoint import load_state, resume_checkpoint, save_checkpoint_on_main
 from clip_t2i.training.common import (
     NonFiniteGuard,
     StopOnInterrupt,
@@ -133,9 +132,7 @@ def train_vqgan(cfg: VQGANTrainConfig) -> Path:
     auto_threads(cfg.threads)
     run_dir = Path(cfg.out)
     check_run_dir(run_dir, cfg.resume)
-    resume_from = latest_checkpoint(run_dir) if cfg.resume else None
-    if cfg.resume and resume_from is None:
-        raise UserError(f"--resume: no checkpoint found in {run_dir}/checkpoints")
+    resume_from = resume_checkpoint(run_dir, cfg.resume)
     vq_cfg = config_from_dict(cfg.vqgan_config())
     # the data source is checked before anything is created on disk
     stream_kwargs = {"size": cfg.resolution, "batch_size": cfg.batch_size, "seed": cfg.seed}
