@@ -28,19 +28,9 @@ import torch.nn.functional as F
 
 from clip_t2i.backbones import load_clip
 from clip_t2i.data.shapes import COLOURS, POSITIONS, SHAPES, ShapesWorld
+from clip_t2i.robust.alignment import flat_cos, neutral_starts
 from clip_t2i.robust.attacks import pgd
 from clip_t2i.training.losses import multi_positive_info_nce, positive_mask
-
-
-def neutral_starts(n: int, size: int, g: torch.Generator) -> torch.Tensor:
-    """Starts with no shape information: a grey level (slightly tinted), pixel noise, sometimes 8×8 noise."""
-    level = 0.05 + 0.65 * torch.rand(n, 1, 1, 1, generator=g)
-    tint = (torch.rand(n, 3, 1, 1, generator=g) * 2 - 1) * 0.04
-    sigma = 0.08 * torch.rand(n, 1, 1, 1, generator=g)
-    x = level + tint + sigma * torch.randn(n, 3, size, size, generator=g)
-    low = (torch.rand(n, 1, 1, 1, generator=g) < 0.3).float() * 0.12
-    coarse = F.interpolate(torch.randn(n, 3, 8, 8, generator=g), size=size, mode="bilinear", align_corners=False)
-    return (x + low * coarse).clamp(0, 1)
 
 
 def edited_sources(world: ShapesWorld, scenes, g: torch.Generator) -> torch.Tensor:
@@ -53,11 +43,6 @@ def edited_sources(world: ShapesWorld, scenes, g: torch.Generator) -> torch.Tens
         shift = torch.randint(1, len(values), (n,), generator=g)
         changed[name] = torch.where(which == a, (old + shift) % len(values), old).unsqueeze(1)
     return world.render(scenes.replace(**changed))
-
-
-def flat_cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    a, b = a.flatten(1), b.flatten(1)
-    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1) + 1e-12)
 
 
 def main() -> None:
