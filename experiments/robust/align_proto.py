@@ -2,7 +2,8 @@
 gradient-alignment term in the spirit of PAG-ROB (Ganz, Kawar, Elad 2023) with targets from the renderer.
 
 For a seen caption ``c`` with a render ``x*`` (world nuisance drawn at random), a source ``x_src`` (a neutral
-start — grey, noise, low-res noise — or, with probability ``p_edit``, the same scene with one attribute changed),
+start — grey, noise, low-res noise — or, with probability ``p_edit``, the same scene with one attribute changed,
+or, with probability ``p_bg``, the same scene's background without the object),
 and ``t ~ U(0, 1)``::
 
     x_t = (1 − t) x_src + t x*,     a = cos( vec ∇ₓ cos(f(x_t), g(c)),  vec (x* − x_t) )
@@ -33,16 +34,37 @@ from clip_t2i.robust.attacks import pgd
 from clip_t2i.training.losses import multi_positive_info_nce, positive_mask
 
 
-def edited_sources(world: ShapesWorld, scenes, g: torch.Generator) -> torch.Tensor:
-    """The same scenes with one of colour / shape / position changed (may leave the seen split: a source only)."""
+def edited_sources(world: ShapesWorld, scenes, g: torch.Generator, shape_share: float = 1 / 3) -> torch.Tensor:
+    """The same scenes with one of colour / shape / position changed (may leave the seen split: a source only).
+
+    ``shape_share``: probability that the changed attribute is the shape (the rest split between colour and
+    position); then ``x* − x_src`` is exactly the difference between two outlines of one colour and place.
+    """
     n = len(scenes)
-    which = torch.randint(3, (n,), generator=g)
+    u = torch.rand(n, generator=g)
+    which = torch.where(u < shape_share, 1, torch.where(u < (1 + shape_share) / 2, 0, 2))
     changed = {}
     for a, (name, values) in enumerate(zip(("colour", "shape", "position"), (COLOURS, SHAPES, POSITIONS), strict=True)):
         old = getattr(scenes, name)[:, 0]
         shift = torch.randint(1, len(values), (n,), generator=g)
         changed[name] = torch.where(which == a, (old + shift) % len(values), old).unsqueeze(1)
     return world.render(scenes.replace(**changed))
+
+
+def blurred(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Each image Gaussian-blurred with its own σ ~ U(1.5, 5) px (scaled to 64²), plus pixel noise σ ≤ 0.02."""
+    out = torch.empty_like(x)
+    for i in range(x.shape[0]):
+        sigma = (1.5 + 3.5 * float(torch.rand((), generator=g))) * x.shape[-1] / 64
+        k = int(2 * round(3 * sigma) + 1)
+        r = torch.arange(k, dtype=x.dtype) - k // 2
+        w = torch.exp(-0.5 * (r / sigma) ** 2)
+        w = w / w.sum()
+        xi = F.pad(x[i : i + 1], (k // 2,) * 4, mode="replicate")
+        xi = F.conv2d(xi, w.view(1, 1, 1, k).expand(3, 1, 1, k), groups=3)
+        out[i] = F.conv2d(xi, w.view(1, 1, k, 1).expand(3, 1, k, 1), groups=3)[0]
+    noise = 0.02 * torch.rand(x.shape[0], 1, 1, 1, generator=g) * torch.randn(x.shape, generator=g)
+    return (out + noise).clamp(0, 1)
 
 
 def main() -> None:
@@ -58,6 +80,21 @@ def main() -> None:
     ap.add_argument("--adv", type=float, default=0.0, help="weight of an adversarial CLIP term (PGD-2, L2)")
     ap.add_argument("--eps", type=float, default=6.0, help="adversarial L2 radius at 224² (rescaled)")
     ap.add_argument("--p-edit", type=float, default=0.3)
+    ap.add_argument("--edit-shape-share", type=float, default=1 / 3, help="share of edits that change the shape")
+    ap.add_argument(
+        "--p-blur",
+        type=float,
+        default=0.0,
+        help="share of sources that are x* blurred (Gaussian σ U(1.5, 5) px at 64²) + pixel noise: the target is "
+        "the outline's detail, which the caption has to supply",
+    )
+    ap.add_argument(
+        "--p-bg",
+        type=float,
+        default=0.0,
+        help="share of sources that are x*'s own background without the object (+ pixel noise ≤ 0.02): the "
+        "target x* − x_src is then the object alone, not the unpredictable background change",
+    )
     ap.add_argument("--t-power", type=float, default=1.0, help="t = u^power (power > 1: more weight near x_src)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ckpt-every", type=int, default=100)
@@ -125,9 +162,20 @@ def main() -> None:
         loss = l_clip
         # gradient alignment
         src = neutral_starts(args.batch, clip.image_size, g)
-        edit = torch.rand(args.batch, generator=g) < args.p_edit
+        u = torch.rand(args.batch, generator=g)
+        edit = u < args.p_edit
         if edit.any():
-            src[edit] = edited_sources(world, scenes[edit], g)
+            src[edit] = edited_sources(world, scenes[edit], g, args.edit_shape_share)
+        blur = (u >= args.p_edit) & (u < args.p_edit + args.p_blur)
+        if blur.any():
+            src[blur] = blurred(x_star[blur], g)
+        lo = args.p_edit + args.p_blur
+        bg = (u >= lo) & (u < lo + args.p_bg)
+        if bg.any():
+            sc = scenes[bg]
+            empty = world.render(sc.replace(scale=torch.zeros_like(sc.scale)))
+            sigma = 0.02 * torch.rand(len(sc), 1, 1, 1, generator=g)
+            src[bg] = (empty + sigma * torch.randn(empty.shape, generator=g)).clamp(0, 1)
         t = torch.rand(args.batch, 1, 1, 1, generator=g) ** args.t_power
         x_t = ((1 - t) * src + t * x_star).detach().requires_grad_(True)
         sim = (clip.encode_image(x_t, normalize=True) * tgt).sum(-1)

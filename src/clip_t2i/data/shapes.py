@@ -734,7 +734,9 @@ class ShapesStream(torch.utils.data.IterableDataset):
     iterate directly. In the main process, image tensors the consumer has released (no references or views
     left) are rendered into again, avoiding the cost of fresh memory; held batches are never overwritten
     (``reuse_buffers=False`` turns this off). ``with_attributes`` adds ``"attrs"``
-    (:meth:`ShapesWorld.attributes`).
+    (:meth:`ShapesWorld.attributes`). ``group_size`` k > 1 makes every batch ``B / k`` consecutive groups of k
+    scenes of one combination (each with its own nuisance factors and caption wording), for discriminators that
+    compare the variety within a caption.
     """
 
     def __init__(
@@ -750,9 +752,13 @@ class ShapesStream(torch.utils.data.IterableDataset):
         start_batch: int = 0,
         with_attributes: bool = False,
         reuse_buffers: bool = True,
+        group_size: int = 1,
     ):
         super().__init__()
         check_batch_size(batch_size)
+        if not isinstance(group_size, int) or group_size < 1 or batch_size % group_size:
+            raise UserError(f"group_size must be a positive divisor of the batch size {batch_size}, got {group_size}")
+        self.group_size = group_size
         check_rank(rank, world_size)
         check_start_batch(start_batch)
         self.world = ShapesWorld(size=size, level=level, split=split, device=device)
@@ -767,7 +773,13 @@ class ShapesStream(torch.utils.data.IterableDataset):
         """Batch number ``index`` of this rank's stream (rendered into ``out`` if given)."""
         g = stream_generator(self.seed, self.rank, index, 0x5A4E)
         world = self.world
-        scenes = world.sample_scenes(self.batch_size, g)
+        k = self.group_size
+        if k > 1:  # consecutive groups of k scenes of one combination, nuisance factors drawn per scene
+            allowed = world.allowed_labels().to(g.device)
+            pick = allowed[torch.randint(len(allowed), (self.batch_size // k,), generator=g, device=g.device)]
+            scenes = world.sample_scenes(0, g, labels=pick.repeat_interleave(k))
+        else:
+            scenes = world.sample_scenes(self.batch_size, g)
         batch = {
             "image": world.render(scenes, out=out),
             "caption": world.captions(scenes, g),

@@ -89,4 +89,13 @@ def validate(cfg: GanTrainConfig) -> Any:
     gan_cfg = get_variant(cfg.variant).with_overrides(list(cfg.overrides))
     if cfg.resolution is not None:
         gan_cfg = replace_generator(gan_cfg, resolution=cfg.resolution)
+    k = gan_cfg.discriminator.group_std
+    if k:
+        if cfg.data not in ("shapes", "shapes2"):
+            raise UserError(
+                f"discriminator.group_std needs batches of same-caption groups, which only the shapes worlds make; "
+                f"got --data {cfg.data!r} (set discriminator.group_std=0)"
+            )
+        if cfg.batch_size % k:
+            raise UserError(f"--batch-size {cfg.batch_size} must be a multiple of discriminator.group_std {k}")
     return gan_cfg

@@ -135,9 +135,10 @@ def clip_cos_loss(image_emb: Tensor, text_emb: Tensor) -> Tensor:
     return -F.cosine_similarity(image_emb.float(), text_emb.float(), dim=1).mean()
 
 
-def roll_captions(e: Tensor) -> Tensor:
-    """Mismatched sentence embeddings: the batch rolled by one (GALIP: ``cat(sent[1:], sent[:1])``)."""
-    return torch.cat([e[1:], e[:1]], 0)
+def roll_captions(e: Tensor, shift: int = 1) -> Tensor:
+    """Mismatched sentence embeddings: the batch rolled by ``shift`` (GALIP: one, ``cat(sent[1:], sent[:1])``;
+    a batch of same-caption groups of k rolls by k, so every image gets another group's caption)."""
+    return torch.cat([e[shift:], e[:shift]], 0)
 
 
 # ---------------------------------------------------------------------------------------------- wiring
@@ -196,7 +197,8 @@ class GanLoss:
         trunk_r, trunk_f = trunk[:b], trunk[b:]
         l_r = D.semantic.logits(trunk_r, e_r)
         l_f = D.semantic.logits(trunk_f, e)
-        l_m = D.semantic.logits(trunk_r, roll_captions(e)) if cfg.mismatch_weight > 0 else None
+        shift = max(1, D.cfg.group_std)
+        l_m = D.semantic.logits(trunk_r, roll_captions(e, shift)) if cfg.mismatch_weight > 0 else None
         loss_sem = self._d_branch(l_r, l_f, l_m, cfg.fake_weight, cfg.mismatch_weight)
         loss = cfg.semantic_weight * loss_sem
         stats = {

@@ -93,6 +93,7 @@ class DiscriminatorConfig:
     mi_source: str = "semantic"  # trunk Q reads: semantic (CLIP-feature trunk) or fidelity (PatchGAN)
     mi_hidden: int = 256  # hidden units of Q
     mi_trunk_grad: bool = True  # L_MI also trains the trunk Q reads (InfoGAN); False: Q's own layers only
+    group_std: int = 0  # k ≥ 2: both heads also see the std over groups of k same-caption images (0 = off)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DiscriminatorConfig:
@@ -112,6 +113,8 @@ class DiscriminatorConfig:
         for name in ("trunk_channels", "head_hidden", "patch_channels", "patch_layers", "patch_dim", "mi_hidden"):
             if getattr(self, name) < 1:
                 raise UserError(f"discriminator.{name} must be ≥ 1, got {getattr(self, name)}")
+        if self.group_std < 0 or self.group_std == 1:
+            raise UserError(f"discriminator.group_std must be 0 (off) or a group size ≥ 2, got {self.group_std}")
 
 
 # ------------------------------------------------------------------------------------------ frozen CLIP ViT
@@ -538,6 +541,22 @@ class SanDirection(nn.Module):
         return v / norm[:, None], norm
 
 
+def group_std(x: Tensor, k: int) -> Tensor:
+    """Conditional minibatch standard deviation (StyleGAN's layer over same-caption groups).
+
+    ``x`` ``[B, C, H, W]`` holds ``B / k`` consecutive groups of ``k`` images that share a caption. Returns
+    ``x`` with one more channel: for every group and location, ``s = mean_C sqrt(Var_group(x) + 1e-8)``, repeated
+    for the group's members — so a head sees how much the group varies, and a generator whose seeds of one
+    caption look alike is told apart from real renders of it, which vary.
+    """
+    b, c, h, w = x.shape
+    if b % k:
+        raise ValueError(f"group_std: batch {b} is not a multiple of the group size {k}")
+    y = x.float().view(b // k, k, c, h, w)
+    s = (y.var(1, unbiased=False) + 1e-8).sqrt().mean(1, keepdim=True)  # [B/k, 1, H, W]
+    return torch.cat([x, s.repeat_interleave(k, 0).to(x.dtype)], 1)
+
+
 class SemanticDiscriminator(nn.Module):
     """Text-conditional discriminator on frozen CLIP features: trunk -> h(x, c) -> scalar or SAN projection."""
 
@@ -545,13 +564,16 @@ class SemanticDiscriminator(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.trunk = Trunk(width, k, cfg.trunk_channels, cfg.spectral_norm)
+        c_head = cfg.trunk_channels + (1 if cfg.group_std else 0)
         self.head = JointHead(
-            cfg.trunk_channels, text_dim, grid, cfg.head_hidden, cfg.head_dim, cfg.spectral_norm, cfg.text_in_head
+            c_head, text_dim, grid, cfg.head_hidden, cfg.head_dim, cfg.spectral_norm, cfg.text_in_head
         )
         self.direction = SanDirection(cfg.direction, text_dim, cfg.head_dim) if cfg.direction != "none" else None
 
     def logits(self, trunk_out: Tensor, e: Tensor) -> SanLogits:
         """Logits of trunk features with sentence embeddings ``e``; direction 'none' -> fun = dir = full = h."""
+        if self.cfg.group_std:
+            trunk_out = group_std(trunk_out, self.cfg.group_std)
         h = self.head(trunk_out, e)
         if self.direction is None:
             f = h[:, 0]
@@ -574,14 +596,15 @@ class PatchDiscriminator(nn.Module):
             c_in = c = c_out
         self.features = nn.Sequential(*layers)
         self.channels = c
-        self.head = _conv(c, cfg.patch_dim, 3, cfg.spectral_norm)
+        self.head = _conv(c + (1 if cfg.group_std else 0), cfg.patch_dim, 3, cfg.spectral_norm)
         self.direction = SanDirection("global", 0, cfg.patch_dim)
 
     def forward(self, images: Tensor) -> tuple[SanLogits, Tensor]:
         """-> (per-patch logits [B, P, P], trunk features [B, C, P, P])."""
         feat = self.features(images)
         omega, norm = self.direction(None)
-        return san_logits(self.head(feat), omega, norm if self.cfg.scale == "h" else None), feat
+        h = self.head(group_std(feat, self.cfg.group_std) if self.cfg.group_std else feat)
+        return san_logits(h, omega, norm if self.cfg.scale == "h" else None), feat
 
 
 class MIHead(nn.Module):

@@ -218,6 +218,7 @@ def train_gan(cfg: GanTrainConfig) -> Path:
             }
         )
     )
+    k = gan_cfg.discriminator.group_std
     stream = make_stream(
         cfg.data,
         size=G.resolution,
@@ -227,6 +228,7 @@ def train_gan(cfg: GanTrainConfig) -> Path:
         world_size=world,
         start_batch=start_step,
         split="train",
+        **({"group_size": k} if k else {}),
     )
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=cfg.num_workers)
     timer = Timer(cfg.max_minutes)
