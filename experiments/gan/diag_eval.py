@@ -37,6 +37,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="+")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--raw", action="store_true", help="the raw (non-EMA) G of the run's last checkpoint instead")
+    ap.add_argument("--log", default="experiments/gan/diagnose_results.jsonl", help="append every row here")
     args = ap.parse_args()
     from clip_t2i.gan import load_gan
     from clip_t2i.gan.sample import generate
@@ -50,15 +52,23 @@ def main() -> None:
     for m in args.models:
         src = Path(m) / "final.safetensors" if Path(m).is_dir() and (Path(m) / "final.safetensors").exists() else m
         gm = load_gan(str(src))
+        if args.raw:
+            ck = sorted((Path(m) / "checkpoints").glob("step_*/state.pt"))[-1]
+            gm.G.load_trainable_state_dict(torch.load(ck, weights_only=True)["G"])
         images = generate(gm.G, gm.clip, prompts, seeds, 64)
         rep = judge_shapes(images, prompts, judge)
         fit = rep.fit
         gated = factor_diversity(fit, [prompts[i] for i in rep.judged], judge, real=real)
         ungated_fit = dataclasses.replace(fit, recognised=torch.ones_like(fit.recognised))
         ungated = factor_diversity(ungated_fit, [prompts[i] for i in rep.judged], judge, real=real)
+        evals = Path(m) / "eval.jsonl"
+        # the run's own last evaluation is of the EMA G: not copied into a raw-G row
+        last = json.loads(evals.read_text().splitlines()[-1]) if evals.is_file() and not args.raw else {}
         rows.append(
             {
-                "model": str(m),
+                "model": str(m) + (" (raw G)" if args.raw else ""),
+                "steps": int(gm.meta.get("steps", 0)),
+                **{k: last[k] for k in ("fid_judge", "fid_clip", "judge_all", "judge_recognised") if k in last},
                 "recognised": round(float(fit.recognised.float().mean()), 4),
                 "factor_diversity_gated": gated["mean"],
                 "gated_prompts": gated["n_prompts"],
@@ -73,6 +83,10 @@ def main() -> None:
                 "mean_iou": round(float(fit.iou.mean()), 4),
             }
         )
+    if args.log:
+        with open(args.log, "a") as f:
+            for r in rows:
+                f.write(json.dumps(r) + "\n")
     if args.json:
         print(json.dumps(rows))
         return

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The best shapes "gradients that draw" candidate so far (issue 13, sh3): a NEW patch-8 image tower (vit-t64p8)
+# trained against shapes-clip's frozen text tower with gradient alignment only (no adversary), in six stages of
+# experiments/robust/align_proto.py. Stages 1-2 are session 4's p8 / p8b, 3 adds background sources, 4-6 the
+# shape-edit and blurred sources of session 5 (experiments/robust/README.md). Resumable: a finished stage is
+# skipped, an interrupted one continues from its last checkpoint.
+#   bash experiments/robust/align_shapes.sh [RUNS_DIR]      (default runs/align-shapes; ~100 min on 1 CPU thread)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+runs=${1:-runs/align-shapes}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+stage() {  # stage NAME align_proto-options...
+  local name=$1; shift
+  local out=$runs/$name
+  if [[ -f $out/final.safetensors ]]; then echo "$name: done"; return; fi
+  local resume=()
+  [[ -f $out/state.pt ]] && resume=(--resume)
+  .venv/bin/python experiments/robust/align_proto.py --out "$out" --batch 32 --align 3 "${resume[@]}" "$@"
+}
+stage p8 --arch vit-t64p8 --text-from shapes-clip --steps 800 --lr 1e-3 --p-edit 0.3 --seed 0 --ckpt-every 50
+stage p8b --model "$runs/p8/final.safetensors" --steps 400 --lr 5e-4 --p-edit 0.3 --seed 3 --ckpt-every 50
+stage bg1 --model "$runs/p8b/final.safetensors" --steps 500 --lr 5e-4 --p-edit 0.2 --p-bg 0.5 --seed 5
+stage sh1 --model "$runs/bg1/final.safetensors" --steps 600 --lr 5e-4 --p-edit 0.3 --edit-shape-share 0.8 \
+  --p-blur 0.35 --p-bg 0.15 --seed 7
+stage sh2 --model "$runs/sh1/final.safetensors" --steps 1000 --lr 5e-4 --p-edit 0.35 --edit-shape-share 0.8 \
+  --p-blur 0.4 --p-bg 0.1 --seed 11
+stage sh3 --model "$runs/sh2/final.safetensors" --steps 1200 --lr 3e-4 --t-power 2 --p-edit 0.35 \
+  --edit-shape-share 0.8 --p-blur 0.4 --p-bg 0.1 --seed 13
+echo "final: $runs/sh3/final.safetensors"
