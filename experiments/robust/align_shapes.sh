@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The best shapes "gradients that draw" candidate so far (issue 13, sh3): a NEW patch-8 image tower (vit-t64p8)
-# trained against shapes-clip's frozen text tower with gradient alignment only (no adversary), in six stages of
-# experiments/robust/align_proto.py. Stages 1-2 are session 4's p8 / p8b, 3 adds background sources, 4-6 the
+# The best shapes "gradients that draw" candidate so far (issue 13, sh4): a NEW patch-8 image tower (vit-t64p8)
+# trained against shapes-clip's frozen text tower with gradient alignment only (no adversary), in seven stages of
+# experiments/robust/align_proto.py. Stages 1-2 are session 4's p8 / p8b, 3 adds background sources, 4-7 the
 # shape-edit and blurred sources of session 5 (experiments/robust/README.md). Resumable: a finished stage is
 # skipped, an interrupted one continues from its last checkpoint.
-#   bash experiments/robust/align_shapes.sh [RUNS_DIR]      (default runs/align-shapes; ~100 min on 1 CPU thread)
+#   bash experiments/robust/align_shapes.sh [RUNS_DIR]      (default runs/align-shapes; ~125 min on 1 CPU thread)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=${1:-runs/align-shapes}
@@ -26,4 +26,6 @@ stage sh2 --model "$runs/sh1/final.safetensors" --steps 1000 --lr 5e-4 --p-edit 
   --p-blur 0.4 --p-bg 0.1 --seed 11
 stage sh3 --model "$runs/sh2/final.safetensors" --steps 1200 --lr 3e-4 --t-power 2 --p-edit 0.35 \
   --edit-shape-share 0.8 --p-blur 0.4 --p-bg 0.1 --seed 13
-echo "final: $runs/sh3/final.safetensors"
+stage sh4 --model "$runs/sh3/final.safetensors" --steps 1000 --lr 3e-4 --t-power 2 --p-edit 0.35 \
+  --edit-shape-share 0.8 --p-blur 0.4 --p-bg 0.1 --seed 17
+echo "final: $runs/sh4/final.safetensors"
