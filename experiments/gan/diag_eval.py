@@ -1,8 +1,8 @@
 """Issue 16 diagnostics: per-prompt variety of a GAN's samples, read by the judge's renderer fit *with the realism
 gates ignored* — so it is defined for blurry early samples too — beside the gated ``factor_diversity``.
 
-For 24 seen prompts × 8 seeds (the GAN evaluator's prompts and seeds) it reports, per nuisance factor, the mean
-over prompts of std_over_seeds(generated) / std(real renders of the caption), and the fraction recognised.
+For 24 seen prompts × 8 seeds (the GAN evaluator's selection rule, with seed 0) it reports, per nuisance factor,
+the mean over prompts of std_over_seeds(generated) / std(real renders of the caption), and the fraction recognised.
 Supplementary to ``clip-t2i eval-gan`` (the bar uses the gated numbers).
 
     python experiments/gan/diag_eval.py RUN_OR_MODEL [...] [--json]
@@ -18,19 +18,16 @@ from pathlib import Path
 import torch
 
 
-def prompts_and_seeds(n_prompts: int = 24, per_prompt: int = 8, seed: int = 0) -> tuple[list[str], list[int]]:
-    """The evaluator's mPPD prompts (seen combinations) and seeds (see ``GanEvaluator``)."""
+def prompts_and_seeds(seed: int = 0) -> tuple[list[str], list[int]]:
+    """The GAN evaluator's mPPD selection (24 seen prompts × 8 seeds) with ``EvalSpec(seed=seed)``. The rows in
+    ``diagnose_results.jsonl`` use seed 0; ``clip-t2i eval-gan`` uses the spec's default 1234 (other prompts)."""
     from clip_t2i.data.shapes import ShapesWorld, shapes_eval_set
+    from clip_t2i.gan.evaluate import EvalSpec, pick_ppd_prompts, ppd_set
 
-    g = torch.Generator().manual_seed(seed)
-    real = shapes_eval_set("one", "train", n=960, seed=seed, size=64)
+    spec = EvalSpec(seed=seed)
+    labels = shapes_eval_set("one", "train", n=spec.n_real, seed=spec.seed, size=64)["label"]
     captions = ShapesWorld(size=64, level="one", split="all").canonical_caption_list()
-    seen = sorted(set(real["label"].tolist()))
-    pick = torch.randperm(len(seen), generator=g)[:n_prompts].tolist()
-    prompts = [captions[seen[i]] for i in pick]
-    return [p for p in prompts for _ in range(per_prompt)], [
-        seed * 1000 + 7 + i for _ in prompts for i in range(per_prompt)
-    ]
+    return ppd_set(pick_ppd_prompts(labels, captions, spec), spec)
 
 
 def main() -> None:
@@ -58,9 +55,10 @@ def main() -> None:
         images = generate(gm.G, gm.clip, prompts, seeds, 64)
         rep = judge_shapes(images, prompts, judge)
         fit = rep.fit
-        gated = factor_diversity(fit, [prompts[i] for i in rep.judged], judge, real=real)
+        judged = [prompts[i] for i in rep.judged]
+        gated = factor_diversity(fit, judged, judge, real=real)
         ungated_fit = dataclasses.replace(fit, recognised=torch.ones_like(fit.recognised))
-        ungated = factor_diversity(ungated_fit, [prompts[i] for i in rep.judged], judge, real=real)
+        ungated = factor_diversity(ungated_fit, judged, judge, real=real)
         evals = Path(m) / "eval.jsonl"
         # the run's own last evaluation is of the EMA G: not copied into a raw-G row
         last = json.loads(evals.read_text().splitlines()[-1]) if evals.is_file() and not args.raw else {}

@@ -4,7 +4,8 @@
 # (analysis-by-synthesis) judge: recognised, judged all, factor_diversity, FID.
 # Resumable: re-running the script continues every unfinished run (--resume) and skips finished ones.
 #   RUNS="base clip1" STEPS=1000 nohup experiments/gan/diagnose.sh > runs/gan-diag.out 2>&1 &
-#   python experiments/gan/diagnose_table.py runs/gan-diag-*
+#   python experiments/gan/summarize.py runs/gan-diag-*      # evaluator numbers per run
+#   python experiments/gan/diag_eval.py runs/gan-diag-*      # factors read with the judge's gates off
 set -euo pipefail
 CLIP=${CLIP:-shapes-clip}
 STEPS=${STEPS:-1000}

@@ -469,6 +469,11 @@ class ShapesWorld:
             raise UserError(f"scenes have {scenes.n_objects} object(s) but this world's level is {self.level!r}")
 
     # ---------------------------------------------------------------- sampling
+    def sample_labels(self, n: int, generator: torch.Generator) -> Tensor:
+        """``n`` labels drawn uniformly over the split's combinations (on the generator's device)."""
+        allowed = self._allowed.to(generator.device)
+        return allowed[torch.randint(len(allowed), (n,), generator=generator, device=generator.device)]
+
     def sample_scenes(self, n: int, generator: torch.Generator, labels: Tensor | None = None) -> Scenes:
         """``n`` random scenes, uniform over the split's combinations (or with the given ``labels``)."""
         g = generator
@@ -476,8 +481,7 @@ class ShapesWorld:
         if labels is None and (not isinstance(n, int) or n < 0):
             raise UserError(f"number of scenes must be a non-negative integer, got {n!r}")
         if labels is None:
-            allowed = self._allowed.to(dev)
-            labels = allowed[torch.randint(len(allowed), (n,), generator=g, device=dev)]
+            labels = self.sample_labels(n, g)
         else:
             labels = torch.as_tensor(labels, dtype=torch.long).to(dev)
             n = labels.shape[0]
@@ -775,9 +779,7 @@ class ShapesStream(torch.utils.data.IterableDataset):
         world = self.world
         k = self.group_size
         if k > 1:  # consecutive groups of k scenes of one combination, nuisance factors drawn per scene
-            allowed = world.allowed_labels().to(g.device)
-            pick = allowed[torch.randint(len(allowed), (self.batch_size // k,), generator=g, device=g.device)]
-            scenes = world.sample_scenes(0, g, labels=pick.repeat_interleave(k))
+            scenes = world.sample_scenes(0, g, labels=world.sample_labels(self.batch_size // k, g).repeat_interleave(k))
         else:
             scenes = world.sample_scenes(self.batch_size, g)
         batch = {

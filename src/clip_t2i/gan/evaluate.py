@@ -53,6 +53,21 @@ class EvalSpec:
     batch_size: int = 256
 
 
+def pick_ppd_prompts(real_labels: Tensor, captions: list[str], spec: EvalSpec) -> list[str]:
+    """The shapes mPPD prompts: ``spec.ppd_prompts`` of the labels among the real evaluation renders, drawn with
+    seed ``spec.seed``, as canonical ``captions``."""
+    seen = sorted(set(real_labels.tolist()))
+    g = torch.Generator().manual_seed(spec.seed)
+    return [captions[seen[i]] for i in torch.randperm(len(seen), generator=g)[: spec.ppd_prompts].tolist()]
+
+
+def ppd_set(prompts: list[str], spec: EvalSpec) -> tuple[list[str], list[int]]:
+    """The mPPD images' prompts and seeds: each prompt ``spec.ppd_per_prompt`` times with seeds
+    ``1000·seed + 7 + i`` (the same seeds for every prompt)."""
+    n, seed0 = spec.ppd_per_prompt, spec.seed * 1000
+    return [p for p in prompts for _ in range(n)], [seed0 + 7 + i for _ in prompts for i in range(n)]
+
+
 def resolve_judge(judge: Any) -> Any:
     """The CNN judge behind ``judge`` (FID / mPPD features): ``"auto"``/``"legacy"``: the zoo ``shapes-judge``
     (``"auto"``: None if missing); ``"none"``/None: None; a path or zoo name: that judge (errors if unreadable);
@@ -122,7 +137,6 @@ class GanEvaluator:
             self.pixel_feats = pixel_feature_extractor()
             self.real_spread = RealFactorSpread(self.judge, seed=self.spec.seed) if hasattr(self.judge, "fit") else None
         sp = self.spec
-        g = torch.Generator().manual_seed(sp.seed)
         if data == "shapes":
             from clip_t2i.data.shapes import ShapesWorld, shapes_eval_set
 
@@ -130,9 +144,7 @@ class GanEvaluator:
             world = ShapesWorld(size=size, level="one", split="all")
             captions = world.canonical_caption_list()
             self.fid_prompts = real["caption"][: sp.n_fid]
-            seen = sorted(set(real["label"].tolist()))
-            pick = torch.randperm(len(seen), generator=g)[: sp.ppd_prompts].tolist()
-            self.ppd_prompts = [captions[seen[i]] for i in pick]
+            self.ppd_prompts = pick_ppd_prompts(real["label"], captions, sp)
             self.heldout_prompts = [
                 captions[i] for i in sorted(world.heldout_labels()) for _ in range(sp.heldout_per_label)
             ]
@@ -199,10 +211,8 @@ class GanEvaluator:
             G, self.clip, self.fid_prompts, [seed0 + i for i in range(len(self.fid_prompts))], sp.batch_size
         )
         n = sp.ppd_per_prompt
-        ppd_prompts = [p for p in self.ppd_prompts for _ in range(n)]
-        ppd_imgs = generate(
-            G, self.clip, ppd_prompts, [seed0 + 7 + i for _ in self.ppd_prompts for i in range(n)], sp.batch_size
-        )
+        ppd_prompts, ppd_seeds = ppd_set(self.ppd_prompts, sp)
+        ppd_imgs = generate(G, self.clip, ppd_prompts, ppd_seeds, sp.batch_size)
         ppd_ids = [i for i in range(len(self.ppd_prompts)) for _ in range(n)]
         fake_clip = self._features(self.clip_feats, fid_imgs)
         res: dict[str, Any] = {
