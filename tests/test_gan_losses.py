@@ -314,3 +314,41 @@ def test_magp_term_in_galip_d_loss_matches_manual(tiny, weight):
     assert _mag(*g_man) > 0.01 * scale  # the penalty's gradient reaches D (create_graph) and is not negligible
     c1 = next(i for i, p in enumerate(params) if p is D.semantic.head.c1.weight)
     assert _mag(g_man[c1]) > 0  # e.g. the joint head's first conv
+
+
+def test_mi_dims_restricts_the_term_to_the_first_k_codes(tiny):
+    """mi_dims = k: L_MI = E Σ_{j<k} (Q(x̂)_j − z_j)² in both steps, so changing z beyond k cannot change it, and
+    L(k) − L(0 MI) equals λ times that hand-computed sum; k is validated against generator.z_dim."""
+    assert torch.allclose(
+        mi_loss(torch.zeros(2, 3), torch.tensor([[1.0, 2.0, 5.0], [3.0, 0.0, 7.0]]), 2), torch.tensor(7.0)
+    )
+    _, nets, e = tiny
+    G, D, loss = nets["scad-mi"]
+    k, lam = 4, 0.3
+    on = GanLoss(G, D, dataclasses.replace(loss.cfg, mi_weight=lam, mi_dims=k))
+    off = GanLoss(G, D, dataclasses.replace(loss.cfg, mi_weight=0.0))
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(4, G.z_dim, generator=g)
+    D.eval()
+    try:
+        fake = G(z, e)
+        q = D.q(D.semantic.trunk(D.taps(fake)[0]))
+        want = ((q[:, :k] - z[:, :k]) ** 2).sum(1).mean()
+        lg_on, st = on.generator(fake, e, z)
+        lg_off, _ = off.generator(fake, e, z)
+        assert _close(st["G/mi"], want, _mag(want))
+        assert _close(lg_on - lg_off, lam * want, _mag(lg_off, lam * want))
+        z2 = z.clone()
+        z2[:, k:] += 5.0  # the free noise dimensions are not part of the term
+        _, st2 = on.generator(fake, e, z2)
+        assert torch.equal(st2["G/mi"], st["G/mi"])
+        _, sd = on.discriminator(torch.rand(4, 3, 32, 32, generator=g) * 2 - 1, fake, e, z)
+        assert _close(sd["D/mi"], want, _mag(want))
+    finally:
+        D.train()
+    for bad in (-1, 1.5, True):
+        with pytest.raises(UserError, match="mi_dims"):
+            dataclasses.replace(loss.cfg, mi_dims=bad).validate()
+    with pytest.raises(UserError, match="z_dim"):
+        get_variant("scad-mi").with_overrides(["loss.mi_dims=101"]).validate()
+    get_variant("scad-mi").with_overrides(["loss.mi_dims=100"]).validate()

@@ -27,6 +27,8 @@ args_for() {  # the single change each run makes to the baseline
     gstd4) echo "--set discriminator.group_std=4" ;;     # H6: D sees the spread within caption groups of 4
     mifid) echo "--set discriminator.mi_source=fidelity" ;;  # H5: Q reads z from pixels, not CLIP features
     mifid1) echo "--set discriminator.mi_source=fidelity --set loss.mi_weight=0.1" ;;
+    mik8) echo "--set loss.mi_weight=1.0 --set loss.mi_dims=8" ;;  # H7: InfoGAN codes, 8 of z's 100 dims, λ 1
+    mik8g4) echo "--set loss.mi_weight=1.0 --set loss.mi_dims=8 --set discriminator.group_std=4" ;;
     *) echo "unknown run $1" >&2; exit 2 ;;
   esac
 }

@@ -1,11 +1,12 @@
 """Strokes benchmark: the same prompts, seed and preset with the vanilla and the robust CLIP; judged accuracy and
 an independent CLIP score (shapes-clip-rn). Usage:
-python experiments/renderers/strokes_eval.py [N_PROMPTS] [STEPS] [OUT_DIR] (images + JSON; default results/)."""
+python experiments/renderers/strokes_eval.py [N_PROMPTS] [STEPS] [OUT_DIR] [--models A,B,...] [--tag T]
+(images + JSON; default results/; default models shapes-clip,shapes-clipag; a model file's folder names its row)."""
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -17,23 +18,45 @@ from clip_t2i.metrics.judge import judge_directory, shapes_eval_prompts
 ROOT = Path(__file__).parent / "results"
 
 
+def model_name(model: str) -> str:
+    """A row name: the zoo name, or a model file's folder (``runs/align/sh4/final.safetensors`` → ``sh4``)."""
+    p = Path(model)
+    return p.parent.name if p.suffix == ".safetensors" else model
+
+
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100
-    steps = int(sys.argv[2]) if len(sys.argv) > 2 else None
-    root = Path(sys.argv[3]) if len(sys.argv) > 3 else ROOT
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("n", nargs="?", type=int, default=100)
+    ap.add_argument("steps", nargs="?", type=int, default=None)
+    ap.add_argument("root", nargs="?", type=Path, default=ROOT)
+    ap.add_argument("--models", default="shapes-clip,shapes-clipag")
+    ap.add_argument("--tag", default="", help="suffix of the summary JSON's name")
+    args = ap.parse_args()
+    n, steps, root = args.n, args.steps, args.root
     prompts = [p["prompt"] for p in shapes_eval_prompts(n)]
     scorer = load_clip("shapes-clip-rn")
     summary: dict = {"n_prompts": n, "steps": steps, "preset": "strokes", "seed": 0, "models": {}}
-    for model in ("shapes-clip", "shapes-clipag"):
-        out = root / f"strokes-{model}"
+    for model in args.models.split(","):
+        out = root / f"strokes-{model_name(model)}"
         t0 = time.perf_counter()
         res = clip_t2i.generate(prompts, model=model, preset="strokes", seeds=[0], steps=steps, out=out, overwrite=True)
         secs = time.perf_counter() - t0
         report = judge_directory(out)
         cs = compute_clip_score(res.images, prompts, scorer, eval_model_id="shapes-clip-rn", guide_model_id=model)
-        summary["models"][model] = {"seconds": round(secs, 1), "judge": report, "clip_score_rn": cs.score}
-        (root / "strokes_eval.json").write_text(json.dumps(summary, indent=1, default=float) + "\n")
-        print(model, json.dumps({k: v for k, v in summary["models"][model].items() if k != "judge"}), flush=True)
+        summary["models"][model_name(model)] = {
+            "model": model,
+            "seconds": round(secs, 1),
+            "judge": report,
+            "clip_score_rn": cs.score,
+        }
+        (root / f"strokes_eval{'-' + args.tag if args.tag else ''}.json").write_text(
+            json.dumps(summary, indent=1, default=float) + "\n"
+        )
+        print(
+            model,
+            json.dumps({k: v for k, v in summary["models"][model_name(model)].items() if k != "judge"}),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

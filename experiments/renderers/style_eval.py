@@ -1,11 +1,13 @@
 """Style benchmark: same contents, colour texts, seed and settings with shapes-clip vs shapes-clipag.
 
 Hit = dominant hue of the output is the asked colour; content kept = Sobel edge correlation with the content >= 0.5
-(fixed before measuring). Also shapes-clip-rn CLIP score of "a <colour> image". Usage: style_eval.py [STEPS] [LOSS].
+(fixed before measuring). Also shapes-clip-rn CLIP score of "a <colour> image". Usage:
+style_eval.py [STEPS] [LOSS] [--models A,B,...] [--tag T] (a model file's folder names its row).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -16,6 +18,9 @@ from clip_t2i.backbones import load_clip
 from clip_t2i.renderers.outputs import make_grid, save_png
 from clip_t2i.renderers.style import StyleConfig, dominant_colour, edge_correlation, load_content, run_style
 
+sys.path.insert(0, str(Path(__file__).parent))
+from strokes_eval import model_name  # noqa: E402
+
 ROOT = Path(__file__).parent / "results"
 CONTENTS = ("skimage:astronaut", "skimage:coffee", "shapes:1", "shapes:2")
 COLOURS = ("red", "green", "blue", "yellow", "purple", "orange")
@@ -23,8 +28,13 @@ KEEP = 0.5
 
 
 def main() -> None:
-    steps = int(sys.argv[1]) if len(sys.argv) > 1 else 30
-    loss = sys.argv[2] if len(sys.argv) > 2 else "ssim"
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("steps", nargs="?", type=int, default=30)
+    ap.add_argument("loss", nargs="?", default="ssim")
+    ap.add_argument("--models", default="shapes-clip,shapes-clipag")
+    ap.add_argument("--tag", default="", help="suffix of the result names")
+    args = ap.parse_args()
+    steps, loss, tag = args.steps, args.loss, f"-{args.tag}" if args.tag else ""
     cfg = StyleConfig(steps=steps, size=64, patches=8, content_loss=loss, snapshot_every=0)
     rn = load_clip("shapes-clip-rn")
     summary: dict = {
@@ -35,8 +45,9 @@ def main() -> None:
         "keep_threshold": KEEP,
         "models": {},
     }
-    for model in ("shapes-clip", "shapes-clipag"):
+    for model in args.models.split(","):
         clip = load_clip(model)
+        name = model_name(model)
         rows, imgs = [], []
         for c in CONTENTS:
             content = load_content(c, cfg.size)
@@ -51,7 +62,8 @@ def main() -> None:
                 imgs.append(res.image)
         hit = [r["dominant"] == r["colour"] for r in rows]
         kept = [r["edge_corr"] >= KEEP for r in rows]
-        summary["models"][model] = {
+        summary["models"][name] = {
+            "model": model,
             "hue_hit": sum(hit) / len(rows),
             "content_kept": sum(kept) / len(rows),
             "hit_and_kept": sum(h and k for h, k in zip(hit, kept, strict=True)) / len(rows),
@@ -59,9 +71,11 @@ def main() -> None:
             "rn_clip_score": 100 * sum(r["rn_cos"] for r in rows) / len(rows),
             "rows": rows,
         }
-        save_png(ROOT / f"style-grid-{model}-{loss}.png", make_grid(torch.cat(imgs), len(COLOURS)), {}, sidecar=False)
-        (ROOT / f"style_eval_{loss}.json").write_text(json.dumps(summary, indent=1) + "\n")
-        print(model, {k: v for k, v in summary["models"][model].items() if k != "rows"}, flush=True)
+        save_png(
+            ROOT / f"style-grid-{name}-{loss}{tag}.png", make_grid(torch.cat(imgs), len(COLOURS)), {}, sidecar=False
+        )
+        (ROOT / f"style_eval_{loss}{tag}.json").write_text(json.dumps(summary, indent=1) + "\n")
+        print(model, {k: v for k, v in summary["models"][name].items() if k != "rows"}, flush=True)
 
 
 if __name__ == "__main__":

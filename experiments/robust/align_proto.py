@@ -7,7 +7,7 @@ or, with probability ``p_bg``, the same scene's background without the object),
 and ``t ~ U(0, 1)``::
 
     x_t = (1 − t) x_src + t x*,     a = cos( vec ∇ₓ cos(f(x_t), g(c)),  vec (x* − x_t) )
-    L = L_clip(x*) + λ_align · mean(1 − a) [+ λ_adv · L_clip(x* + δ_adv)]
+    L = λ_clip · L_clip(x*) + λ_align · mean(1 − a) [+ λ_adv · L_clip(x* + δ_adv)]
 
 ``L_clip`` is the frozen-text multi-positive InfoNCE of the robust objectives (positives = same label). The
 alignment term needs a second-order backward (``create_graph=True``). Only ``split="train"`` combinations are
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from clip_t2i.backbones import load_clip
-from clip_t2i.data.shapes import COLOURS, POSITIONS, SHAPES, ShapesWorld
+from clip_t2i.data.shapes import COLOURS, POSITIONS, SHAPES, SIZES, ShapesWorld
 from clip_t2i.robust.alignment import flat_cos, neutral_starts
 from clip_t2i.robust.attacks import pgd
 from clip_t2i.training.losses import multi_positive_info_nce, positive_mask
@@ -95,6 +95,13 @@ def main() -> None:
         help="share of sources that are x*'s own background without the object (+ pixel noise ≤ 0.02): the "
         "target x* − x_src is then the object alone, not the unpredictable background change",
     )
+    ap.add_argument(
+        "--shape-weights",
+        default=None,
+        help="comma list, one weight per shape (circle,square,triangle,cross): x*'s labels are drawn from the "
+        "seen combinations with these relative weights instead of uniformly",
+    )
+    ap.add_argument("--clip-weight", type=float, default=1.0, help="weight of the clean contrastive term")
     ap.add_argument("--t-power", type=float, default=1.0, help="t = u^power (power > 1: more weight near x_src)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ckpt-every", type=int, default=100)
@@ -121,6 +128,12 @@ def main() -> None:
     with torch.no_grad():
         text = clip.encode_text(captions).float()  # [240, D], normalised, frozen
     scale = float(clip.logit_scale.exp())
+    allowed = world.allowed_labels()
+    label_w = torch.ones(len(allowed))
+    if args.shape_weights:
+        w = torch.tensor([float(v) for v in args.shape_weights.split(",")])
+        assert len(w) == len(SHAPES) and (w >= 0).all() and w.sum() > 0, "--shape-weights: one weight ≥ 0 per shape"
+        label_w = w[(allowed // (len(SIZES) * len(POSITIONS))) % len(SHAPES)]
     params = [p for p in clip.visual.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4, betas=(0.9, 0.98))
     warm = 30
@@ -151,7 +164,12 @@ def main() -> None:
     math_attention.__enter__()
     for step in range(start, args.steps):
         g = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
-        scenes = world.sample_scenes(args.batch, g)
+        if args.shape_weights:
+            scenes = world.sample_scenes(
+                args.batch, g, allowed[torch.multinomial(label_w, args.batch, True, generator=g)]
+            )
+        else:  # the uniform draw of the earlier stages, bit for bit
+            scenes = world.sample_scenes(args.batch, g)
         labels = world.labels(scenes)
         x_star = world.render(scenes)
         tgt = text[labels]
@@ -159,7 +177,7 @@ def main() -> None:
         feats = clip.encode_image(x_star, normalize=True)
         pos = positive_mask(labels)
         l_clip = multi_positive_info_nce(scale * feats @ tgt.T, pos)
-        loss = l_clip
+        loss = args.clip_weight * l_clip
         # gradient alignment
         src = neutral_starts(args.batch, clip.image_size, g)
         u = torch.rand(args.batch, generator=g)

@@ -40,6 +40,7 @@ class LossConfig:
     semantic_weight: float = 1.0  # weight of the text-conditional (CLIP-feature) branch, in L_D and L_G
     fidelity_weight: float = 1.0  # weight of the PatchGAN branch (used when discriminator.fidelity)
     mi_weight: float = 0.0  # λ of L_MI = λ E‖Q(G(z, c)) − z‖² (0 = no Q)
+    mi_dims: int = 0  # k > 0: L_MI on z's first k dimensions only (InfoGAN-style codes); 0 = all of z
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LossConfig:
@@ -60,6 +61,8 @@ class LossConfig:
             v = getattr(self, name)
             if not isinstance(v, int | float) or v != v or v < 0 or v == float("inf"):
                 raise UserError(f"loss.{name} (λ) must be a finite number ≥ 0, got {v}")
+        if isinstance(self.mi_dims, bool) or not isinstance(self.mi_dims, int) or self.mi_dims < 0:
+            raise UserError(f"loss.mi_dims must be an integer ≥ 0 (0 = all of z), got {self.mi_dims!r}")
         if self.magp_power <= 0:
             raise UserError(f"loss.magp_power must be > 0, got {self.magp_power}")
         if self.fake_weight == 0:
@@ -122,11 +125,15 @@ def ma_gp(out: Tensor, inputs: tuple[Tensor, ...], weight: float = 2.0, power: f
     return weight * flat.float().square().sum(1).sqrt().pow(power).mean()
 
 
-def mi_loss(z_hat: Tensor, z: Tensor) -> Tensor:
-    """``E_b ‖Q(G(z_b, c_b)) − z_b‖²`` (squared L2 over the z dimensions, mean over the batch).
+def mi_loss(z_hat: Tensor, z: Tensor, dims: int = 0) -> Tensor:
+    """``E_b Σ_{j<k} (Q(G(z_b, c_b))_j − z_bj)²`` (squared L2 over the first k = ``dims`` z dimensions, all of
+    them for 0; mean over the batch).
 
-    = −log Q(z | x̂) up to constants for a unit-variance Gaussian Q (InfoGAN's continuous-code bound).
+    = −log Q(z_{:k} | x̂) up to constants for a unit-variance Gaussian Q (InfoGAN's continuous-code bound): with
+    k < z_dim, only those k dimensions are codes the generator must keep recoverable; the rest stay free noise.
     """
+    if dims:
+        z_hat, z = z_hat[:, :dims], z[:, :dims]
     return (z_hat.float() - z.float()).square().sum(1).mean()
 
 
@@ -156,7 +163,8 @@ class GanLoss:
 
     Generator step (D frozen by the caller, gradients flow through D and the frozen CLIP):
 
-    ``L_G = −w_s E f(x̂, e) − w_p E_patches f_p(x̂) − w_clip E cos(CLIP(x̂), e) + λ E‖Q(x̂) − z‖²``.
+    ``L_G = −w_s E f(x̂, e) − w_p E_patches f_p(x̂) − w_clip E cos(CLIP(x̂), e) + λ E‖Q(x̂) − z‖²``
+    (the last over z's first ``mi_dims`` dimensions when that is > 0).
 
     GALIP: hinge, w_f = w_m = ½, MA-GP (2, 6), w_clip = 4, no fidelity, λ = 0.
     """
@@ -230,7 +238,7 @@ class GanLoss:
         if cfg.mi_weight > 0:
             if z is None:
                 raise ValueError("the MI term needs the fakes' z")
-            mi = mi_loss(D.q(self._mi_source(trunk_f, patch_feat_f)), z)
+            mi = mi_loss(D.q(self._mi_source(trunk_f, patch_feat_f)), z, cfg.mi_dims)
             loss = loss + cfg.mi_weight * mi
             stats["D/mi"] = mi.detach()
         stats["D/loss"] = loss.detach()
@@ -258,7 +266,7 @@ class GanLoss:
             if z is None:
                 raise ValueError("the MI term needs the fakes' z")
             src = trunk if D.cfg.mi_source == "semantic" else patch_feat
-            mi = mi_loss(D.q(src), z)
+            mi = mi_loss(D.q(src), z, cfg.mi_dims)
             loss = loss + cfg.mi_weight * mi
             stats["G/mi"] = mi.detach()
         stats["G/loss"] = loss.detach()

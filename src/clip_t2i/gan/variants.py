@@ -61,6 +61,8 @@ class GanConfig:
             raise UserError("loss.formulation 'san' needs discriminator.direction 'text' or 'global', not 'none'")
         if lo.mi_weight > 0 and d.mi_source == "fidelity" and not d.fidelity:
             raise UserError("discriminator.mi_source 'fidelity' needs discriminator.fidelity true")
+        if lo.mi_dims > self.generator.z_dim:
+            raise UserError(f"loss.mi_dims ({lo.mi_dims}) must be at most generator.z_dim ({self.generator.z_dim})")
 
     def with_overrides(self, overrides: list[str] | tuple[str, ...]) -> GanConfig:
         """Apply ``section.key=value`` overrides (value parsed as JSON, else taken as a string)."""
