@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -25,6 +26,9 @@ from clip_t2i.metrics.judges.prompts import shapes_eval_prompts
 from clip_t2i.renderers.base import build_renderer
 from clip_t2i.renderers.outputs import image_stem, make_grid, save_png
 from clip_t2i.renderers.presets import get_preset
+
+sys.path.insert(0, str(Path(__file__).parent))
+from strokes_eval import model_name  # noqa: E402
 
 ROOT = Path(__file__).parent / "results"
 
@@ -90,7 +94,7 @@ def main() -> None:
     json_path.write_text(json.dumps(summary, indent=1, default=float) + "\n")
     print("prior", json.dumps(summary["rows"]["prior"], default=float), flush=True)
     for model in (args.vanilla, args.model):
-        out = ROOT / f"vqgan{tag}-{Path(model).stem}"
+        out = ROOT / f"vqgan{tag}-{model_name(model)}"
         t0 = time.perf_counter()
         res = clip_t2i.generate(
             prompts,
@@ -103,15 +107,16 @@ def main() -> None:
             overwrite=True,
         )
         secs = time.perf_counter() - t0
-        rows[model] = res.images
+        rows[model_name(model)] = res.images
         cs = compute_clip_score(res.images, prompts, scorer, eval_model_id="shapes-clip-rn", guide_model_id=model)
-        summary["rows"][model] = {
+        summary["rows"][model_name(model)] = {
+            "model": model,
             "seconds": round(secs, 1),
             **_summary(judge_directory(out)),
             "clip_score_rn": cs.score,
         }
         json_path.write_text(json.dumps(summary, indent=1, default=float) + "\n")
-        print(model, json.dumps(summary["rows"][model], default=float), flush=True)
+        print(model, json.dumps(summary["rows"][model_name(model)], default=float), flush=True)
     k = min(args.grid, len(prompts))
     images = torch.cat([im[:k] for im in rows.values()])
     labels = [f"{name}: {p}" for name in rows for p in prompts[:k]]
