@@ -37,7 +37,7 @@ def test_presets_and_renderer_names_import_no_torch():
         "from clip_t2i.renderers.presets import get_preset, list_presets\n"
         "data = {n: get_preset(n).to_dict() for n in list_presets()}\n"
         "assert {'pixels', 'pyramid', 'strokes'} <= set(list_renderers()), list_renderers()\n"
-        "assert data['fast']['renderer_options']['gmm_data'] == 'auto'\n"
+        "assert data['retrieval']['renderer_options']['gmm_data'] == 'auto'\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -282,3 +282,25 @@ def test_long_prompt_is_truncated_with_a_warning():
     with pytest.warns(UserWarning, match="truncated"):
         t = build_targets([long], TextEmbeddingCache(clip))
     assert t.embeddings.shape[0] == 1
+
+
+@pytest.mark.parametrize("side", [32, 64, 128])
+def test_normalised_steps_have_one_per_pixel_length_at_every_size(side):
+    """grad_normalize + SGD: one step moves each image by exactly lr · √(H·W)/64 in L2 (so lr is the step of a
+    64² image and the RMS change per pixel, lr / (64·√3), does not depend on the size)."""
+    clip = ToyClip()
+    targets = build_targets(["a", "b"], TextEmbeddingCache(clip))
+    rend = build_renderer("pixels", side, {"init": "grey", "init_grey": 0.5, "init_noise": 0.0})
+    gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
+    params = rend.init(2, gens)
+    start = params[0].detach().clone()
+    lr = 0.5
+    cfg = _cfg(
+        steps=1, patch_views=0, optimizer="sgd", lr=lr, weight_decay=0.0, schedule="constant", grad_normalize=True
+    )
+    run_guidance(rend, params, clip, targets, gens, cfg)
+    step = (params[0].detach() - start).flatten(1).norm(dim=1)
+    # float32: the step is lr·s·g/‖g‖ summed over ≤ 3·128² terms; relative error ≲ √n · 2⁻²⁴ ≈ 2e-5 (bound 1e-4)
+    want = lr * side / 64
+    assert torch.allclose(step, torch.full_like(step, want), rtol=1e-4, atol=0)
+    assert float((params[0].detach() - start).abs().max()) < 0.5  # no pixel reached the clamp, so nothing was cut

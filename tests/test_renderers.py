@@ -111,7 +111,13 @@ def test_hue_rotation_pool():
 
 def test_presets_registry():
     names = list_presets()
-    assert "clipag" in names and "fast" in names
+    assert "clipag" in names and "retrieval" in names and "fast" not in names
+    from clip_t2i.renderers.presets import DEFAULT_PRESET
+
+    assert DEFAULT_PRESET == "draw" and get_preset(DEFAULT_PRESET).renderer_options["init"] == "grey"
+    with pytest.warns(UserWarning, match="'fast' is now called 'retrieval'"):
+        old = get_preset("fast")  # the renamed preset keeps working under its old name
+    assert old == get_preset("retrieval")
     p = get_preset("clipag")
     g = p.guidance
     assert (g.steps, g.lr, g.grad_clip, g.global_views, g.patch_views, g.patch_weight) == (
@@ -144,7 +150,7 @@ def test_png_metadata_and_sidecar_roundtrip(tmp_path):
         "seed": 3,
         "model": "m",
         "renderer": "pixels",
-        "preset": "fast",
+        "preset": "retrieval",
         "settings": {"guidance": {"steps": 2}},
     }
     path = save_png(tmp_path / "x.png", img, rec)
@@ -172,7 +178,7 @@ def test_generate_api_writes_files_with_metadata(tmp_path):
         model=clip,
         seeds="0-1",
         steps=2,
-        preset="fast",
+        preset="retrieval",
         out=tmp_path,
         gif=True,
         guidance={"global_views": 2, "patch_views": 2},
@@ -181,7 +187,7 @@ def test_generate_api_writes_files_with_metadata(tmp_path):
     pngs = sorted(tmp_path.glob("*.png"))
     assert len(pngs) == 4 and len(list(tmp_path.glob("*.gif"))) == 4 and len(list(tmp_path.glob("*.json"))) == 4
     rec, _ = read_image_record(pngs[0])
-    assert rec["prompt"] == "a red circle" and rec["seed"] == 0 and rec["preset"] == "fast"
+    assert rec["prompt"] == "a red circle" and rec["seed"] == 0 and rec["preset"] == "retrieval"
     assert rec["settings"]["guidance"]["steps"] == 2
 
 

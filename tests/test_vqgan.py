@@ -318,7 +318,7 @@ def test_zoo_vqgan_reconstructs_heldout_renders_far_better_than_untrained() -> N
 def test_switching_to_the_vqgan_renderer_drops_the_pixel_presets_options() -> None:
     from clip_t2i.renderers.presets import get_preset
 
-    fast = get_preset("fast")
+    fast = get_preset("retrieval")
     assert fast.renderer_options["init"] == "gmm"
     assert fast.with_overrides(renderer="vqgan").renderer_options == {}  # "gmm" is no vqgan init
     assert fast.with_overrides(renderer="pyramid").renderer_options["init"] == "gmm"  # related renderers keep them

@@ -19,6 +19,7 @@ from clip_t2i.cli_options import (
     set_threads,
 )
 from clip_t2i.errors import UserError
+from clip_t2i.renderers.presets import DEFAULT_PRESET
 from clip_t2i.training.config import ClipTrainConfig as _CLIP
 
 app = typer.Typer(
@@ -167,9 +168,9 @@ def demo(
         str | None,
         typer.Option(help="CLIP drawn side by side ('none': only --model; default: the world's vanilla one)"),
     ] = None,
-    preset: Annotated[str, typer.Option(help="draw: dark-grey start, shapes from the gradients; fast: retrieval")] = (
-        "draw"
-    ),
+    preset: Annotated[
+        str, typer.Option(help="draw: dark-grey start, shapes from the gradients; retrieval: a CLIP-picked start")
+    ] = DEFAULT_PRESET,
 ) -> None:
     """Draw prompts with the bundled robust CLIP and, side by side, the vanilla one (no generator network), from the
     same neutral grey start; say where the labelled grid is."""

@@ -19,9 +19,9 @@ import torch
 from torch import Tensor
 
 from clip_t2i.errors import UserError
+from clip_t2i.renderers.presets import DEFAULT_PRESET
 
 DEFAULT_MODEL = "shapes-clipag"
-DEFAULT_PRESET = "fast"
 MAX_VIEWS_PER_FORWARD = 2048
 DEMO_PROMPTS = (
     "a red circle on the left",
@@ -362,7 +362,7 @@ def write_outputs(result: GenerationResult, out: Path, gif: bool = False, mp4: b
 
 
 DEMO_COMPARE = "shapes-clip"  # the vanilla CLIP the robust default is compared with
-DEMO_PRESET = "draw"  # a neutral (dark-grey) start: shapes can only come from the gradients
+DEMO_PRESET = DEFAULT_PRESET  # a neutral (dark-grey) start: shapes can only come from the gradients
 # `clip-t2i demo --world W`: (robust model, vanilla model, prompts); digits is the default (its gradients draw)
 DEMO_WORLDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "digits": (
@@ -389,7 +389,7 @@ def demo_grid(
     preset, prompts and seed); returns the path of the labelled grid ``out/grid.png`` (one row per model).
 
     The default compares the robust ``shapes-clipag`` with the vanilla ``shapes-clip`` from the ``pag`` preset's
-    dark-grey start, so what the grid shows is what each CLIP's gradients draw (``preset="fast"`` starts from a
+    dark-grey start, so what the grid shows is what each CLIP's gradients draw (``preset="retrieval"`` starts from a
     retrieved prior sample instead). Each model's PNGs (with metadata) go to ``out/<model>/``. Files already in
     ``out`` are left alone; one this call would write is an error before any work, unless ``overwrite``.
     """

@@ -22,14 +22,16 @@ class GuidanceConfig:
 
     steps: int = 100  # optimiser steps
     optimizer: str = "adamw"  # adamw | adam | sgd
-    lr: float = 0.0175  # peak learning rate (with grad_normalize: the L2 step length per image for sgd)
+    lr: float = 0.0175  # peak learning rate (with grad_normalize + sgd: the L2 step length of a 64² image, × √(H·W)/64)
     weight_decay: float = 0.01  # AdamW decoupled decay / L2 for adam and sgd
     momentum: float = 0.0  # sgd only
     schedule: str = "constant"  # constant | cosine | linear (decay to lr * lr_final)
     warmup_steps: int = 0  # linear warm-up steps
     lr_final: float = 0.0  # final lr as a fraction of lr (cosine / linear)
     grad_clip: float = 0.001  # max L2 norm of each image's gradient; 0 = off
-    grad_normalize: bool = False  # divide each image's gradient by its L2 norm (L2-normalised steps)
+    grad_normalize: bool = (
+        False  # divide each image's gradient by its L2 norm (L2-normalised steps, scaled by √(H·W)/64)
+    )
     loss: str = "cosine"  # cosine (1 - cos) | spherical (2 arcsin(|a-b|/2)^2)
     global_views: int = 32  # augmented whole-image views per image and step
     patch_views: int = 32  # augmented crop views per image and step

@@ -128,6 +128,15 @@ def make_optimizer(groups: list[dict[str, Any]], cfg: GuidanceConfig) -> torch.o
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
+NORMALIZED_STEP_SIDE = 64  # grad_normalize: ``lr`` is the L2 step length of one 64×64 RGB image
+
+
+def normalized_step_scale(height: int, width: int) -> float:
+    """``√(H·W) / 64``: with ``grad_normalize`` an image of H×W takes L2 steps of ``lr · √(H·W) / 64``, so the
+    RMS change per pixel, ``lr / (64 √3)``, is the same at every size (exactly 1.0 at 64×64)."""
+    return math.sqrt(height * width) / NORMALIZED_STEP_SIDE
+
+
 def per_image_grad_norm(params: Sequence[Tensor]) -> Tensor:
     """L2 norm of each image's gradient over all parameter tensors (leading dim = image), ``[B]``."""
     sq = None
@@ -212,8 +221,8 @@ def run_guidance(
             out["loss"].sum().backward()
             if cfg.grad_normalize or cfg.grad_clip > 0:
                 norm = per_image_grad_norm(leaves)
-                if cfg.grad_normalize:
-                    scale = 1.0 / (norm + 1e-12)
+                if cfg.grad_normalize:  # step length lr at 64², growing with the side so per-pixel steps match
+                    scale = normalized_step_scale(images.shape[-2], images.shape[-1]) / (norm + 1e-12)
                 else:
                     scale = (cfg.grad_clip / (norm + 1e-6)).clamp(max=1.0)
                 _scale_grads(leaves, scale)

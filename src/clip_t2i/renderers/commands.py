@@ -13,6 +13,7 @@ import typer
 
 from clip_t2i.cli_options import ImageTower, Pretrained, Threads, path_or_none, set_threads
 from clip_t2i.errors import UserError
+from clip_t2i.renderers.presets import DEFAULT_PRESET
 
 
 def _print_json(obj: Any) -> None:
@@ -46,7 +47,7 @@ def generate_cmd(
     seeds: Annotated[str, typer.Option(help="Seeds: 0-7, 1,5,9 or 3")] = "0",
     steps: Annotated[int | None, typer.Option(help="Optimiser steps (default: the preset's)")] = None,
     out: Annotated[Path, typer.Option(help="Output folder")] = Path("outputs/generate"),
-    preset: Annotated[str, typer.Option(help="Preset name (see `clip-t2i presets`) or a .json file")] = "fast",
+    preset: Annotated[str, typer.Option(help="Preset name (see `clip-t2i presets`) or a .json file")] = DEFAULT_PRESET,
     renderer: Annotated[str | None, typer.Option(help="Renderer (pixels, pyramid); default: the preset's")] = None,
     size: Annotated[int | None, typer.Option(help="Image side in pixels (default: the model's input size)")] = None,
     init_image: Annotated[Path | None, typer.Option(help="Start from this image")] = None,

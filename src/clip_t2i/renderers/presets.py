@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -112,6 +113,8 @@ def _registry() -> dict[str, Preset]:
 
 
 _EXTRA: dict[str, Preset] = {}
+DEFAULT_PRESET = "draw"  # shapes from the gradients alone (grey start); "retrieval" starts from a CLIP-picked pool
+RENAMED = {"fast": "retrieval"}  # old name -> new name; the old one still works, with a warning
 
 
 def list_presets() -> list[str]:
@@ -124,6 +127,9 @@ def get_preset(name: str) -> Preset:
     if name.endswith(".json") and Path(name).is_file():
         return _read(Path(name))
     table = {**_registry(), **_EXTRA}
+    if name in RENAMED and name not in table:
+        warnings.warn(f"preset {name!r} is now called {RENAMED[name]!r}; the old name will go away", stacklevel=2)
+        name = RENAMED[name]
     if name not in table:
         raise UserError(f"unknown preset {name!r}; choose one of {', '.join(sorted(table))} or a .json file")
     p = table[name]

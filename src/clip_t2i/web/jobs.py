@@ -28,7 +28,7 @@ STYLE = "style"  # the renderer choice that runs CLIPStyler on a content image
 DEFAULT_GAN = "shapes-scad"
 DEFAULT_MODEL = "shapes-clipag"
 COMPARE_MODELS = ("shapes-clip", "shapes-clipag")  # vanilla vs robust: the compare view
-AUTO_PRESET = "auto"  # the preset that matches the renderer (strokes -> strokes, pyramid -> pyramid, else fast)
+AUTO_PRESET = "auto"  # the preset that matches the renderer (strokes -> strokes, pyramid -> pyramid, else the default)
 BUILTIN_CONTENT = ("shapes:0", "shapes:1", "shapes:2", "digits:0", "digits:7", "skimage:astronaut", "skimage:chelsea")
 STYLE_DEFAULT_SIZE = 64
 
@@ -124,12 +124,12 @@ def normalise(req: Request) -> Request:
 
 
 def resolve_preset(renderer: str, preset: str) -> str:
-    """The preset a request runs: ``auto`` picks the renderer's own (strokes, pyramid) or ``fast``."""
-    from clip_t2i.renderers.presets import list_presets
+    """The preset a request runs: ``auto`` picks the renderer's own (strokes, pyramid) or ``DEFAULT_PRESET``."""
+    from clip_t2i.renderers.presets import DEFAULT_PRESET, list_presets
 
     if preset != AUTO_PRESET:
         return preset
-    return renderer if renderer in list_presets() else "fast"
+    return renderer if renderer in list_presets() else DEFAULT_PRESET
 
 
 def check_request(req: Request, limits: ServeLimits, models: ModelCache | None = None) -> Checked:
@@ -413,7 +413,7 @@ def _run_generate(
             model=clip,
             seeds=checked.seeds,
             steps=checked.steps,
-            preset=checked.preset or "fast",
+            preset=checked.preset or resolve_preset(req.renderer, AUTO_PRESET),
             renderer=req.renderer,
             size=req.size,
             out=out,
