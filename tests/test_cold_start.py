@@ -75,7 +75,15 @@ def _generate(clip, prompt: str):
     from clip_t2i.pipeline import generate
 
     opts = {"gmm_pool": 96, "gmm_resolution": 16}
-    return generate(prompt, model=clip, seeds=[0, 1], steps=2, renderer_options=opts, guidance={"snapshot_every": 0})
+    return generate(
+        prompt,
+        model=clip,
+        seeds=[0, 1],
+        steps=2,
+        preset="retrieval",  # the preset whose start is a cached, CLIP-scored pool
+        renderer_options=opts,
+        guidance={"snapshot_every": 0},
+    )
 
 
 def test_images_identical_with_and_without_the_cache(cache_root, monkeypatch, digits_clip):

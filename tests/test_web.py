@@ -26,7 +26,12 @@ from clip_t2i.web.jobs import (
     run_request,
 )
 
-LIMITS = ServeLimits(max_steps=20, max_size=128, max_images=2, max_upload_mb=0.01)
+LIMITS = ServeLimits(
+    max_steps=80,  # the default preset (draw) takes 60
+    max_size=128,
+    max_images=2,
+    max_upload_mb=0.01,
+)
 
 
 @pytest.fixture(scope="module")
@@ -74,11 +79,11 @@ def test_steps_and_size_use_the_cli_checks_first() -> None:
 @pytest.mark.parametrize(
     ("req", "needle"),
     [
-        (Request("a red circle", steps=21), "--steps 21 is above this app's limit of 20; the server's --max-steps"),
+        (Request("a red circle", steps=81), "--steps 81 is above this app's limit of 80; the server's --max-steps"),
         (Request("a red circle", preset="clipag"), "--steps 100 (the clipag default) is above this app's limit"),
         (Request("a red circle", size=256), "--size 256 is above this app's limit of 128"),
         (Request("a red circle", seeds="0-2"), "--seeds 3 images is above this app's limit of 2"),
-        (Request("a red circle", renderer=STYLE, steps=50), "--steps 50 is above"),
+        (Request("a red circle", renderer=STYLE, steps=90), "--steps 90 is above"),
         (Request("a red circle", renderer=GAN, seeds="0,1,2"), "--max-images"),
     ],
 )
