@@ -103,6 +103,14 @@ def main() -> None:
     )
     ap.add_argument("--clip-weight", type=float, default=1.0, help="weight of the clean contrastive term")
     ap.add_argument("--t-power", type=float, default=1.0, help="t = u^power (power > 1: more weight near x_src)")
+    ap.add_argument(
+        "--bn-mode",
+        choices=("batch", "running"),
+        default="batch",
+        help="BatchNorm towers (rn-*): batch = losses on batch statistics (train mode, the default); running = "
+        "update the running statistics with a no-grad forward of the step's images, then compute every loss in "
+        "eval mode, so the input gradient trained is the one generation uses",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ckpt-every", type=int, default=100)
     ap.add_argument("--resume", action="store_true")
@@ -156,7 +164,8 @@ def main() -> None:
         print(f"resumed at step {start}", flush=True)
     eps = args.eps * clip.image_size / 224
     log = open(out / "log.jsonl", "a")
-    clip.train()
+    running_bn = args.bn_mode == "running"
+    clip.eval() if running_bn else clip.train()
     t0 = time.time()
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -196,6 +205,11 @@ def main() -> None:
             src[bg] = (empty + sigma * torch.randn(empty.shape, generator=g)).clamp(0, 1)
         t = torch.rand(args.batch, 1, 1, 1, generator=g) ** args.t_power
         x_t = ((1 - t) * src + t * x_star).detach().requires_grad_(True)
+        if running_bn:
+            with torch.no_grad():  # running statistics follow the weights; the losses below see them, not the batch's
+                clip.train()
+                clip.encode_image(torch.cat([x_star, x_t.detach()]))
+                clip.eval()
         sim = (clip.encode_image(x_t, normalize=True) * tgt).sum(-1)
         (grad,) = torch.autograd.grad(sim.sum(), x_t, create_graph=True)
         a = flat_cos(grad, x_star - x_t.detach())
