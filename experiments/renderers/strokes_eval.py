@@ -37,13 +37,14 @@ def main() -> None:
     scorer = load_clip("shapes-clip-rn")
     summary: dict = {"n_prompts": n, "steps": steps, "preset": "strokes", "seed": 0, "models": {}}
     for model in args.models.split(","):
-        out = root / f"strokes-{model_name(model)}"
+        name = model_name(model)
+        out = root / f"strokes-{name}"
         t0 = time.perf_counter()
         res = clip_t2i.generate(prompts, model=model, preset="strokes", seeds=[0], steps=steps, out=out, overwrite=True)
         secs = time.perf_counter() - t0
         report = judge_directory(out)
         cs = compute_clip_score(res.images, prompts, scorer, eval_model_id="shapes-clip-rn", guide_model_id=model)
-        summary["models"][model_name(model)] = {
+        summary["models"][name] = {
             "model": model,
             "seconds": round(secs, 1),
             "judge": report,
@@ -54,7 +55,7 @@ def main() -> None:
         )
         print(
             model,
-            json.dumps({k: v for k, v in summary["models"][model_name(model)].items() if k != "judge"}),
+            json.dumps({k: v for k, v in summary["models"][name].items() if k != "judge"}),
             flush=True,
         )
 

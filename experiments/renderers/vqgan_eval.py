@@ -94,7 +94,8 @@ def main() -> None:
     json_path.write_text(json.dumps(summary, indent=1, default=float) + "\n")
     print("prior", json.dumps(summary["rows"]["prior"], default=float), flush=True)
     for model in (args.vanilla, args.model):
-        out = ROOT / f"vqgan{tag}-{model_name(model)}"
+        name = model_name(model)
+        out = ROOT / f"vqgan{tag}-{name}"
         t0 = time.perf_counter()
         res = clip_t2i.generate(
             prompts,
@@ -107,16 +108,16 @@ def main() -> None:
             overwrite=True,
         )
         secs = time.perf_counter() - t0
-        rows[model_name(model)] = res.images
+        rows[name] = res.images
         cs = compute_clip_score(res.images, prompts, scorer, eval_model_id="shapes-clip-rn", guide_model_id=model)
-        summary["rows"][model_name(model)] = {
+        summary["rows"][name] = {
             "model": model,
             "seconds": round(secs, 1),
             **_summary(judge_directory(out)),
             "clip_score_rn": cs.score,
         }
         json_path.write_text(json.dumps(summary, indent=1, default=float) + "\n")
-        print(model, json.dumps(summary["rows"][model_name(model)], default=float), flush=True)
+        print(model, json.dumps(summary["rows"][name], default=float), flush=True)
     k = min(args.grid, len(prompts))
     images = torch.cat([im[:k] for im in rows.values()])
     labels = [f"{name}: {p}" for name in rows for p in prompts[:k]]

@@ -136,8 +136,7 @@ def main() -> None:
     with torch.no_grad():
         text = clip.encode_text(captions).float()  # [240, D], normalised, frozen
     scale = float(clip.logit_scale.exp())
-    allowed = world.allowed_labels()
-    label_w = torch.ones(len(allowed))
+    allowed, label_w = world.allowed_labels(), None
     if args.shape_weights:
         w = torch.tensor([float(v) for v in args.shape_weights.split(",")])
         assert len(w) == len(SHAPES) and (w >= 0).all() and w.sum() > 0, "--shape-weights: one weight ≥ 0 per shape"
@@ -173,7 +172,7 @@ def main() -> None:
     math_attention.__enter__()
     for step in range(start, args.steps):
         g = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
-        if args.shape_weights:
+        if label_w is not None:
             scenes = world.sample_scenes(
                 args.batch, g, allowed[torch.multinomial(label_w, args.batch, True, generator=g)]
             )
