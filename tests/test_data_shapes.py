@@ -397,6 +397,17 @@ def test_labels_and_canonical_captions(level: str) -> None:
         assert "a blue square above an orange triangle" in names
     given = world.sample_scenes(5, gen(), labels=torch.tensor([0, 1, 2, 3, 4]))
     assert world.labels(given).tolist() == [0, 1, 2, 3, 4]
+    if level == "one":  # label_attributes inverts labels() on every label of the world
+        every = torch.arange(world.n_labels)
+        decoded = world.label_attributes(every)
+        for i in range(world.n_labels):
+            assert {
+                k: v[int(decoded[k][i])]
+                for k, v in (("colour", COLOURS), ("shape", SHAPES), ("size", SIZES), ("position", POSITIONS))
+            } == combos[i]
+    else:
+        with pytest.raises(UserError, match="one-object"):
+            world.label_attributes(torch.tensor([0]))
 
 
 def test_captions_one_object_describe_every_attribute() -> None:

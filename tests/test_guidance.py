@@ -286,8 +286,9 @@ def test_long_prompt_is_truncated_with_a_warning():
 
 @pytest.mark.parametrize("side", [32, 64, 128])
 def test_normalised_steps_have_one_per_pixel_length_at_every_size(side):
-    """grad_normalize + SGD: one step moves each image by exactly lr · √(H·W)/64 in L2 (so lr is the step of a
-    64² image and the RMS change per pixel, lr / (64·√3), does not depend on the size)."""
+    """grad_normalize + SGD: one step moves each image by exactly lr · √(H·W)/S in L2, S = the CLIP's input side
+    (ToyClip: 32), so lr is the step in the CLIP's own input space and the RMS change per pixel, lr / (S·√3), does
+    not depend on the render size."""
     clip = ToyClip()
     targets = build_targets(["a", "b"], TextEmbeddingCache(clip))
     rend = build_renderer("pixels", side, {"init": "grey", "init_grey": 0.5, "init_noise": 0.0})
@@ -301,6 +302,80 @@ def test_normalised_steps_have_one_per_pixel_length_at_every_size(side):
     run_guidance(rend, params, clip, targets, gens, cfg)
     step = (params[0].detach() - start).flatten(1).norm(dim=1)
     # float32: the step is lr·s·g/‖g‖ summed over ≤ 3·128² terms; relative error ≲ √n · 2⁻²⁴ ≈ 2e-5 (bound 1e-4)
-    want = lr * side / 64
+    want = lr * side / clip.image_size
     assert torch.allclose(step, torch.full_like(step, want), rtol=1e-4, atol=0)
     assert float((params[0].detach() - start).abs().max()) < 0.5  # no pixel reached the clamp, so nothing was cut
+
+
+def test_total_variation_definition():
+    """TV(x) = mean |Δ_h x| + mean |Δ_w x| per image: 0 on a constant image; a vertical step edge of contrast 1
+    across 3 channels of an 8×8 image has 8 differing horizontal neighbour pairs per channel of 3·8·7."""
+    from clip_t2i.guidance.losses import total_variation
+
+    x = torch.zeros(2, 3, 8, 8)
+    x[1, :, :, 4:] = 1.0
+    tv = total_variation(x)
+    assert tv[0] == 0
+    assert torch.allclose(tv[1], torch.tensor(8 * 3 / (3 * 8 * 7)), rtol=1e-6, atol=0)
+    with pytest.raises(ValueError, match="tv_weight"):
+        GuidanceConfig(tv_weight=-1.0).validate()
+
+
+def test_tv_weight_adds_the_prior_gradient_and_zero_changes_nothing():
+    """One SGD step with λ_tv: the step is the CLIP-only step minus lr·λ_tv·∇TV (checked against autograd);
+    λ_tv = 0 is bit-identical to the loop without the term."""
+    from clip_t2i.guidance.losses import total_variation
+
+    clip = ToyClip()
+    targets = build_targets(["a"], TextEmbeddingCache(clip))
+    rend = build_renderer("pixels", 16, {"init": "grey", "init_grey": 0.5, "init_noise": 0.1})
+
+    def one_step(tv_weight):
+        gens = [torch.Generator().manual_seed(3)]
+        params = rend.init(1, gens)
+        start = params[0].detach().clone()
+        cfg = _cfg(
+            steps=1, patch_views=0, optimizer="sgd", lr=0.01, weight_decay=0.0, grad_clip=0.0, tv_weight=tv_weight
+        )
+        run_guidance(rend, params, clip, targets, gens, cfg)
+        return start, params[0].detach()
+
+    start, plain = one_step(0.0)
+    _, again = one_step(0.0)
+    assert torch.equal(plain, again)
+    _, with_tv = one_step(0.5)
+    x = start.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(total_variation(x).sum(), x)
+    # no pixel leaves [0, 1] (start 0.5 ± 0.3, steps ≪ 0.2), so the clamp is inactive and the steps add exactly
+    assert torch.allclose(with_tv, plain - 0.01 * 0.5 * g, rtol=0, atol=1e-6)
+    assert not torch.equal(with_tv, plain)
+
+
+def test_translation_in_tokens_follows_the_guiding_vit():
+    """translation_tokens = k shifts views by up to k · patch / image_size of the side: half a token is 1/8 for
+    patch 16 at 64 px and 1/16 for patch 8; a ResNet (no patches) and stand-ins keep ``translation``."""
+    from clip_t2i.backbones import load_clip
+    from clip_t2i.guidance.loop import resolve_translation
+
+    cfg = GuidanceConfig(translation=0.3, translation_tokens=0.5)
+    p16, p8, rn = (load_clip(n) for n in ("vit-t64", "vit-t64p8", "rn-t64"))
+    assert (p16.token_fraction, p8.token_fraction, rn.token_fraction) == (0.25, 0.125, None)
+    assert resolve_translation(cfg, p16).translation == 0.125
+    assert resolve_translation(cfg, p8).translation == 0.0625
+    assert resolve_translation(cfg, rn) is cfg and resolve_translation(cfg, ToyClip()) is cfg
+    off = GuidanceConfig(translation=0.3)
+    assert resolve_translation(off, p8) is off
+    with pytest.raises(ValueError, match="translation_tokens"):
+        resolve_translation(GuidanceConfig(translation_tokens=4.0), p16)
+    with pytest.raises(ValueError, match="translation_tokens"):
+        GuidanceConfig(translation_tokens=-1.0).validate()
+
+    # the loop uses the resolved shift: half a token of patch 16 is the same run as translation = 1/8, bit for bit
+    targets = build_targets(["a red circle"], TextEmbeddingCache(p16))
+    rend = build_renderer("pixels", 64, {"init": "grey", "init_noise": 0.05})
+
+    def run(**kw):
+        gens = [torch.Generator().manual_seed(5)]
+        return run_guidance(rend, rend.init(1, gens), p16, targets, gens, _cfg(steps=2, patch_views=0, **kw)).images
+
+    assert torch.equal(run(translation=0.9, translation_tokens=0.5), run(translation=0.125))

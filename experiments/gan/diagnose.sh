@@ -8,6 +8,8 @@
 #   python experiments/gan/diag_eval.py runs/gan-diag-*      # factors read with the judge's gates off
 set -euo pipefail
 CLIP=${CLIP:-shapes-clip}
+# the gradient-aligned robust patch-8 tower of experiments/robust/align_shapes.sh (8×8 tokens at 64 px, shapes-clip's text)
+P8CLIP=${P8CLIP:-runs/align-shapes/sh7/final.safetensors}
 STEPS=${STEPS:-1000}
 SEED=${SEED:-0}
 RUNS=${RUNS:-"base clip1 clip0 fid4 ch32 ema99"}
@@ -29,7 +31,15 @@ args_for() {  # the single change each run makes to the baseline
     mifid1) echo "--set discriminator.mi_source=fidelity --set loss.mi_weight=0.1" ;;
     mik8) echo "--set loss.mi_weight=1.0 --set loss.mi_dims=8" ;;  # H7: InfoGAN codes, 8 of z's 100 dims, λ 1
     mik8g4) echo "--set loss.mi_weight=1.0 --set loss.mi_dims=8 --set discriminator.group_std=4" ;;
+    p8r) echo "" ;;                                      # H8: G and D wrap the robust patch-8 CLIP (clip_for)
     *) echo "unknown run $1" >&2; exit 2 ;;
+  esac
+}
+
+clip_for() {  # the CLIP a run wraps: CLIP, or P8CLIP for the p8r* runs
+  case "$1" in
+    p8r*) echo "$P8CLIP" ;;
+    *) echo "$CLIP" ;;
   esac
 }
 
@@ -39,7 +49,7 @@ for r in $RUNS; do
   resume=""
   if [ -d "$out" ]; then resume="--resume"; fi
   # shellcheck disable=SC2046
-  OMP_NUM_THREADS=1 .venv/bin/clip-t2i train-gan --variant "$VARIANT" --clip "$CLIP" --out "$out" \
+  OMP_NUM_THREADS=1 .venv/bin/clip-t2i train-gan --variant "$VARIANT" --clip "$(clip_for "$r")" --out "$out" \
     --steps "$STEPS" --batch-size 32 --threads 1 --seed "$SEED" $(args_for "$r") $resume \
     --eval-every 500 --sample-every 250 --ckpt-every 250 --no-progress
   echo "finished: $out"

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from clip_t2i.backbones import load_clip
-from clip_t2i.data.shapes import COLOURS, POSITIONS, SHAPES, SIZES, ShapesWorld
+from clip_t2i.data.shapes import COLOURS, POSITIONS, SHAPES, ShapesWorld
 from clip_t2i.robust.alignment import flat_cos, neutral_starts
 from clip_t2i.robust.attacks import pgd
 from clip_t2i.training.losses import multi_positive_info_nce, positive_mask
@@ -140,7 +140,7 @@ def main() -> None:
     if args.shape_weights:
         w = torch.tensor([float(v) for v in args.shape_weights.split(",")])
         assert len(w) == len(SHAPES) and (w >= 0).all() and w.sum() > 0, "--shape-weights: one weight ≥ 0 per shape"
-        label_w = w[(allowed // (len(SIZES) * len(POSITIONS))) % len(SHAPES)]
+        label_w = w[world.label_attributes(allowed)["shape"]]
     params = [p for p in clip.visual.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4, betas=(0.9, 0.98))
     warm = 30

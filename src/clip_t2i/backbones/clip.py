@@ -64,6 +64,16 @@ class ClipModel(nn.Module):
         return self.model.visual
 
     @property
+    def token_fraction(self) -> float | None:
+        """Side of one image token as a fraction of the input side (ViT: patch / image size); None without
+        patches (ResNet towers)."""
+        patch = getattr(self.model.visual, "patch_size", None)
+        if patch is None:
+            return None
+        side = patch if isinstance(patch, int) else patch[0]
+        return float(side) / self.image_size
+
+    @property
     def embed_dim(self) -> int:
         return int(self.config["model_cfg"]["embed_dim"])
 

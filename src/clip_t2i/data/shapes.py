@@ -464,6 +464,19 @@ class ShapesWorld:
         out["relation"] = scenes.relation.clone()
         return out
 
+    def label_attributes(self, labels: Tensor) -> dict[str, Tensor]:
+        """Inverse of :meth:`labels` for one-object worlds: ``colour``/``shape``/``size``/``position`` index
+        tensors of the labels' shape, from ``label = ((c·|shapes| + s)·|sizes| + z)·|positions| + p``."""
+        if self.level != "one":
+            raise UserError("label_attributes decodes one-object labels; two-object labels index a pair table")
+        labels = torch.as_tensor(labels, dtype=torch.long)
+        return {
+            "colour": labels // (len(POSITIONS) * len(SIZES) * len(SHAPES)),
+            "shape": labels // (len(POSITIONS) * len(SIZES)) % len(SHAPES),
+            "size": labels // len(POSITIONS) % len(SIZES),
+            "position": labels % len(POSITIONS),
+        }
+
     def _check_scenes(self, scenes: Scenes) -> None:
         if scenes.n_objects != self.n_objects:
             raise UserError(f"scenes have {scenes.n_objects} object(s) but this world's level is {self.level!r}")
@@ -490,11 +503,8 @@ class ShapesWorld:
         k = self.n_objects
         relation = None
         if self.level == "one":
-            p = labels % len(POSITIONS)
-            z = labels // len(POSITIONS) % len(SIZES)
-            s = labels // (len(POSITIONS) * len(SIZES)) % len(SHAPES)
-            c = labels // (len(POSITIONS) * len(SIZES) * len(SHAPES))
-            colour, shape, size, position = (t.unsqueeze(1) for t in (c, s, z, p))
+            attrs = self.label_attributes(labels)
+            colour, shape, size, position = (attrs[k].unsqueeze(1) for k in ("colour", "shape", "size", "position"))
         else:
             pair = self._pairs.to(dev)[labels]
             flip = torch.randint(2, (n,), generator=g, device=dev)

@@ -22,7 +22,7 @@ class GuidanceConfig:
 
     steps: int = 100  # optimiser steps
     optimizer: str = "adamw"  # adamw | adam | sgd
-    lr: float = 0.0175  # peak learning rate (with grad_normalize + sgd: the L2 step length of a 64² image, × √(H·W)/64)
+    lr: float = 0.0175  # peak lr (grad_normalize + sgd: L2 step length at the CLIP's input side S, × √(H·W)/S)
     weight_decay: float = 0.01  # AdamW decoupled decay / L2 for adam and sgd
     momentum: float = 0.0  # sgd only
     schedule: str = "constant"  # constant | cosine | linear (decay to lr * lr_final)
@@ -30,7 +30,7 @@ class GuidanceConfig:
     lr_final: float = 0.0  # final lr as a fraction of lr (cosine / linear)
     grad_clip: float = 0.001  # max L2 norm of each image's gradient; 0 = off
     grad_normalize: bool = (
-        False  # divide each image's gradient by its L2 norm (L2-normalised steps, scaled by √(H·W)/64)
+        False  # divide each image's gradient by its L2 norm (L2-normalised steps, scaled by √(H·W)/S)
     )
     loss: str = "cosine"  # cosine (1 - cos) | spherical (2 arcsin(|a-b|/2)^2)
     global_views: int = 32  # augmented whole-image views per image and step
@@ -42,10 +42,14 @@ class GuidanceConfig:
     patch_rejection_mode: str = "worst"  # worst | best (the CLIPAG notebook's)
     colour: bool = True  # DiffAugment brightness / saturation / contrast
     translation: float = 0.125  # max shift, fraction of the side; 0 = off
+    translation_tokens: float = 0.0  # > 0: max shift = this many token sides of the guiding ViT (replaces translation)
     resize: tuple[float, float] | None = (0.8, 1.2)  # zoom range; None = off
     cutout: float = 0.5  # cutout square side, fraction of the side; 0 = off
     perspective: float = 0.0  # perspective distortion scale; 0 = off
     noise_std: float = 0.01  # per-view Gaussian noise (patch views share one draw per image)
+    tv_weight: float = (
+        0.0  # weight of the total-variation prior on the rendered image (losses.total_variation); 0 = off
+    )
     projection: str = "dynamic"  # clamp (to [0, 1]) | dynamic (thresholding at threshold_quantile)
     threshold_quantile: float = 0.95
     keep_best: bool = True  # return the image with the lowest global loss seen, else the last one
@@ -83,6 +87,14 @@ class GuidanceConfig:
             (0 <= self.patch_rejection < 1, f"patch_rejection must lie in [0, 1), got {self.patch_rejection}"),
             (0 < self.threshold_quantile <= 1, f"threshold_quantile must lie in (0, 1], got {self.threshold_quantile}"),
             (self.grad_clip >= 0, f"grad_clip must be >= 0, got {self.grad_clip}"),
+            (
+                0 <= self.translation_tokens and math.isfinite(self.translation_tokens),
+                f"translation_tokens must be a number >= 0, got {self.translation_tokens}",
+            ),
+            (
+                self.tv_weight >= 0 and math.isfinite(self.tv_weight),
+                f"tv_weight must be a number >= 0, got {self.tv_weight}",
+            ),
             (self.warmup_steps >= 0 and self.snapshot_every >= 0, "warmup_steps and snapshot_every must be >= 0"),
             (
                 0 <= self.cutout < 1 and 0 <= self.translation < 1 and 0 <= self.perspective < 1,

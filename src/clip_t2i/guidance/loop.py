@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -19,7 +19,7 @@ from torch import Tensor
 
 from clip_t2i.guidance.augment import ViewMaker
 from clip_t2i.guidance.config import OPTIMIZERS, PROJECTIONS, SCHEDULES, GuidanceConfig  # noqa: F401 - re-exported
-from clip_t2i.guidance.losses import GuidanceLoss
+from clip_t2i.guidance.losses import GuidanceLoss, total_variation
 from clip_t2i.guidance.prompts import PromptTargets
 
 
@@ -128,13 +128,15 @@ def make_optimizer(groups: list[dict[str, Any]], cfg: GuidanceConfig) -> torch.o
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
-NORMALIZED_STEP_SIDE = 64  # grad_normalize: ``lr`` is the L2 step length of one 64×64 RGB image
+NORMALIZED_STEP_SIDE = 64  # grad_normalize: reference side when the guide does not say its input size
 
 
-def normalized_step_scale(height: int, width: int) -> float:
-    """``√(H·W) / 64``: with ``grad_normalize`` an image of H×W takes L2 steps of ``lr · √(H·W) / 64``, so the
-    RMS change per pixel, ``lr / (64 √3)``, is the same at every size (exactly 1.0 at 64×64)."""
-    return math.sqrt(height * width) / NORMALIZED_STEP_SIDE
+def normalized_step_scale(height: int, width: int, reference: int = NORMALIZED_STEP_SIDE) -> float:
+    """``√(H·W) / S`` with ``S`` the guiding CLIP's input side: with ``grad_normalize`` an image of H×W takes L2 steps
+    of ``lr · √(H·W) / S``. The CLIP sees the image resized to S×S, so ``lr`` is the step length in the CLIP's own
+    input space and the RMS change per pixel, ``lr / (S √3)``, does not depend on the render size (exactly 1.0 when
+    the image is rendered at the CLIP's size)."""
+    return math.sqrt(height * width) / reference
 
 
 def per_image_grad_norm(params: Sequence[Tensor]) -> Tensor:
@@ -156,6 +158,19 @@ def _scale_grads(params: Sequence[Tensor], scale: Tensor) -> None:
             p.grad.mul_(scale.view(-1, *[1] * (p.grad.ndim - 1)).to(p.grad.dtype))
 
 
+def resolve_translation(cfg: GuidanceConfig, clip: Any) -> GuidanceConfig:
+    """With ``translation_tokens = k > 0`` and a patch CLIP, views shift by up to ``k · patch / image_size`` of the
+    side (k = 0.5: half a token, 8 px at 64² for patch 16, 4 px for patch 8); CLIPs without a ``token_fraction``
+    (ResNets, stand-ins) keep ``translation``. Raises ``ValueError`` if the shift would reach the whole side."""
+    fraction = getattr(clip, "token_fraction", None)
+    if cfg.translation_tokens <= 0 or fraction is None:
+        return cfg
+    shift = cfg.translation_tokens * float(fraction)
+    if not shift < 1:
+        raise ValueError(f"translation_tokens {cfg.translation_tokens} × token {fraction:.3f} of the side must be < 1")
+    return replace(cfg, translation=shift)
+
+
 def run_guidance(
     renderer: Any,
     params: list[Tensor],
@@ -168,13 +183,15 @@ def run_guidance(
 ) -> GuidanceResult:
     """Optimise ``params`` (leading dim = image) so ``renderer.render(params)`` matches ``targets`` under ``clip``.
 
+    ``translation_tokens`` is turned into a shift for ``clip``'s token size first (:func:`resolve_translation`).
     Each step: render ``[B, 3, H, W]``; make ``global_views`` + ``patch_views`` views per image with that
-    image's generator; one CLIP forward pass over all views; :class:`GuidanceLoss` per image; backward of the
-    sum over images; per-image gradient clipping (or normalisation); optimiser step with the scheduled lr;
-    ``renderer.project(params, projection)``; keep-the-best by global loss; a snapshot every
-    ``snapshot_every`` steps; ``callback(StepInfo)`` (returning ``False`` stops early).
+    image's generator; one CLIP forward pass over all views; :class:`GuidanceLoss` per image (plus
+    ``tv_weight · total_variation(image)``); backward of the sum over images; per-image gradient clipping (or
+    normalisation); optimiser step with the scheduled lr; ``renderer.project(params, projection)``; keep-the-best
+    by global loss; a snapshot every ``snapshot_every`` steps; ``callback(StepInfo)`` (returning ``False`` stops early).
     """
-    cfg.validate()
+    cfg = resolve_translation(cfg.validate(), clip)
+    reference = int(getattr(clip, "image_size", NORMALIZED_STEP_SIDE))
     b = len(targets)
     if len(generators) != b:
         raise ValueError(f"{b} targets but {len(generators)} generators")
@@ -218,11 +235,14 @@ def run_guidance(
                 best_step = torch.where(better, torch.full_like(best_step, step), best_step)
                 best_sim = torch.where(better, out["similarity"].detach().cpu(), best_sim)
             opt.zero_grad(set_to_none=True)
-            out["loss"].sum().backward()
+            total = out["loss"].sum()
+            if cfg.tv_weight > 0:  # L_b + λ_tv TV(x_b): a prior on the picture, not part of keep-best's score
+                total = total + cfg.tv_weight * total_variation(images).sum()
+            total.backward()
             if cfg.grad_normalize or cfg.grad_clip > 0:
                 norm = per_image_grad_norm(leaves)
-                if cfg.grad_normalize:  # step length lr at 64², growing with the side so per-pixel steps match
-                    scale = normalized_step_scale(images.shape[-2], images.shape[-1]) / (norm + 1e-12)
+                if cfg.grad_normalize:  # step length lr at the CLIP's input size, growing with the render side
+                    scale = normalized_step_scale(images.shape[-2], images.shape[-1], reference) / (norm + 1e-12)
                 else:
                     scale = (cfg.grad_clip / (norm + 1e-6)).clamp(max=1.0)
                 _scale_grads(leaves, scale)

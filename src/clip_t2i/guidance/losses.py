@@ -70,6 +70,15 @@ def reject_views(d: Tensor, quantile: float, mode: str = "worst") -> Tensor:
     raise ValueError(f"rejection mode must be one of {REJECTION_MODES}, got {mode!r}")
 
 
+def total_variation(images: Tensor) -> Tensor:
+    """Anisotropic L1 total variation per image, a class-agnostic piecewise-constant prior (Rudin, Osher, Fatemi):
+    ``TV(x) = mean_{c,h,w} |x[c,h+1,w] - x[c,h,w]| + mean_{c,h,w} |x[c,h,w+1] - x[c,h,w]|`` over ``[B, C, H, W]``,
+    returning ``[B]``; 0 for a constant image, about 2·(edge length)/(H·W)·contrast for a flat object."""
+    dh = (images[:, :, 1:, :] - images[:, :, :-1, :]).abs().flatten(1).mean(1)
+    dw = (images[:, :, :, 1:] - images[:, :, :, :-1]).abs().flatten(1).mean(1)
+    return dh + dw
+
+
 class GuidanceLoss:
     """Per-image loss of global and patch views.
 
