@@ -76,6 +76,8 @@ CASES: list[tuple[list[str], str]] = [
     (["generate", "a red circle", *TINY, "--set", "lr=NaN"], "finite"),
     (["generate", "a red circle", *TINY, "--set", "steps=1.5"], "integer"),
     (["generate", "a red circle", *TINY, "--set", "noequals"], "KEY=VALUE"),
+    (["generate", "a red circle", *TINY, "--set", "tv_weight=-1"], "tv_weight"),
+    (["generate", "a red circle", *TINY, "--set", "translation_tokens=9"], "translation_tokens must be below"),
     (["generate", "a red circle", *TINY, "--init-image", "missing.png"], "missing.png"),
     (["generate", "a red circle", *TINY, "--init-image", "not-an-image.png"], "not-an-image.png"),
     (["generate", "a red circle", *TINY, "--out", EXISTING], "not a folder"),

@@ -244,6 +244,9 @@ def generate(
     from clip_t2i.backbones.vocabulary import check_prompts
 
     check_prompts(clip, prompt_list, str(model_name), strict=strict)
+    from clip_t2i.guidance.loop import resolve_translation
+
+    resolve_translation(cfg.guidance, clip)  # a shift in tokens this CLIP cannot take fails before any work
     side = int(size or clip.image_size)
     rend = build_renderer(cfg.renderer, side, cfg.renderer_options)
     encoder = TextEmbeddingCache(clip)

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from clip_t2i.errors import UserError
 from clip_t2i.guidance.augment import ViewMaker
 from clip_t2i.guidance.config import OPTIMIZERS, PROJECTIONS, SCHEDULES, GuidanceConfig  # noqa: F401 - re-exported
 from clip_t2i.guidance.losses import GuidanceLoss, total_variation
@@ -161,13 +162,16 @@ def _scale_grads(params: Sequence[Tensor], scale: Tensor) -> None:
 def resolve_translation(cfg: GuidanceConfig, clip: Any) -> GuidanceConfig:
     """With ``translation_tokens = k > 0`` and a patch CLIP, views shift by up to ``k · patch / image_size`` of the
     side (k = 0.5: half a token, 8 px at 64² for patch 16, 4 px for patch 8); CLIPs without a ``token_fraction``
-    (ResNets, stand-ins) keep ``translation``. Raises ``ValueError`` if the shift would reach the whole side."""
+    (ResNets, stand-ins) keep ``translation``. Raises :class:`UserError` if the shift would reach the whole side."""
     fraction = getattr(clip, "token_fraction", None)
     if cfg.translation_tokens <= 0 or fraction is None:
         return cfg
     shift = cfg.translation_tokens * float(fraction)
     if not shift < 1:
-        raise ValueError(f"translation_tokens {cfg.translation_tokens} × token {fraction:.3f} of the side must be < 1")
+        raise UserError(
+            f"translation_tokens must be below {1 / float(fraction):g} for this CLIP (its token is {fraction:.3f} "
+            f"of the side), got {cfg.translation_tokens}"
+        )
     return replace(cfg, translation=shift)
 
 
