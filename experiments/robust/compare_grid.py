@@ -7,14 +7,11 @@ each tile labelled with its row name and prompt. No selection: the first K image
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
-from clip_t2i.renderers.outputs import make_grid, save_png
+from clip_t2i.renderers.outputs import make_grid, read_image_record, save_png
 
 
 def main() -> None:
@@ -30,10 +27,9 @@ def main() -> None:
         if len(pngs) < args.k:
             raise SystemExit(f"{folder}: only {len(pngs)} images, need {args.k}")
         for png in pngs:
-            meta = json.loads(png.with_suffix(".json").read_text())
-            arr = np.asarray(Image.open(png).convert("RGB"), dtype=np.float32) / 255.0
-            tiles.append(torch.from_numpy(arr).permute(2, 0, 1))
-            labels.append(f"{name}: {meta.get('prompt', png.stem)}")
+            record, image = read_image_record(png)
+            tiles.append(image)
+            labels.append(f"{name}: {(record or {}).get('prompt', png.stem)}")
     grid = make_grid(torch.stack(tiles), ncol=args.k, labels=labels)
     save_png(args.out, grid, {"rows": args.runs, "k": args.k}, sidecar=False)
     print(args.out)

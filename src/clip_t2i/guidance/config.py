@@ -47,9 +47,7 @@ class GuidanceConfig:
     cutout: float = 0.5  # cutout square side, fraction of the side; 0 = off
     perspective: float = 0.0  # perspective distortion scale; 0 = off
     noise_std: float = 0.01  # per-view Gaussian noise (patch views share one draw per image)
-    tv_weight: float = (
-        0.0  # weight of the total-variation prior on the rendered image (losses.total_variation); 0 = off
-    )
+    tv_weight: float = 0.0  # weight of the total-variation prior (losses.total_variation) on the image; 0 = off
     projection: str = "dynamic"  # clamp (to [0, 1]) | dynamic (thresholding at threshold_quantile)
     threshold_quantile: float = 0.95
     keep_best: bool = True  # return the image with the lowest global loss seen, else the last one
