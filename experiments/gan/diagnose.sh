@@ -10,6 +10,8 @@ set -euo pipefail
 CLIP=${CLIP:-shapes-clip}
 # the gradient-aligned robust patch-8 tower of experiments/robust/align_shapes.sh (8×8 tokens at 64 px, shapes-clip's text)
 P8CLIP=${P8CLIP:-runs/align-shapes/sh7/final.safetensors}
+# a vanilla patch-8 CLIP: clip-t2i train-clip --data shapes --model vit-t64p8 --out runs/shapes-clip-p8
+P8VCLIP=${P8VCLIP:-runs/shapes-clip-p8/final.safetensors}
 STEPS=${STEPS:-1000}
 SEED=${SEED:-0}
 RUNS=${RUNS:-"base clip1 clip0 fid4 ch32 ema99"}
@@ -32,13 +34,15 @@ args_for() {  # the single change each run makes to the baseline
     mik8) echo "--set loss.mi_weight=1.0 --set loss.mi_dims=8" ;;  # H7: InfoGAN codes, 8 of z's 100 dims, λ 1
     mik8g4) echo "--set loss.mi_weight=1.0 --set loss.mi_dims=8 --set discriminator.group_std=4" ;;
     p8r) echo "" ;;                                      # H8: G and D wrap the robust patch-8 CLIP (clip_for)
+    p8v) echo "" ;;                                      # H8': a vanilla patch-8 CLIP: token size without robustness
     *) echo "unknown run $1" >&2; exit 2 ;;
   esac
 }
 
-clip_for() {  # the CLIP a run wraps: CLIP, or P8CLIP for the p8r* runs
+clip_for() {  # the CLIP a run wraps: CLIP, P8CLIP for the p8r* runs, P8VCLIP for the p8v* runs
   case "$1" in
     p8r*) echo "$P8CLIP" ;;
+    p8v*) echo "$P8VCLIP" ;;
     *) echo "$CLIP" ;;
   esac
 }

@@ -128,6 +128,10 @@ def main() -> None:
         assert not unexpected and all(k.startswith("visual.") for k in missing), (missing, unexpected)
     else:
         clip = load_clip(args.model)
+    clip.config["train_data"] = "shapes"  # the world it learns (prompt vocabulary, retrieval priors)
+    clip.config["robust"] = {"objective": "align", "align": args.align, "clip_weight": args.clip_weight}
+    if args.adv:
+        clip.config["robust"].update(adv=args.adv, norm="l2", eps_224=args.eps)
     for p in clip.text_parameters():
         p.requires_grad_(False)
     clip.logit_scale.requires_grad_(False)

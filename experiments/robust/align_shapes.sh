@@ -6,6 +6,7 @@
 # (experiments/robust/README.md). Resumable: a finished stage is
 # skipped, an interrupted one continues from its last checkpoint.
 #   bash experiments/robust/align_shapes.sh [RUNS_DIR]      (default runs/align-shapes; ~220 min on 1 CPU thread)
+#   UNTIL=sh6 bash experiments/robust/align_shapes.sh        (stop after that stage)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=${1:-runs/align-shapes}
@@ -13,10 +14,14 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 stage() {  # stage NAME align_proto-options...
   local name=$1; shift
   local out=$runs/$name
-  if [[ -f $out/final.safetensors ]]; then echo "$name: done"; return; fi
-  local resume=()
-  [[ -f $out/state.pt ]] && resume=(--resume)
-  .venv/bin/python experiments/robust/align_proto.py --out "$out" --batch 32 --align 3 "${resume[@]}" "$@"
+  if [[ -f $out/final.safetensors ]]; then
+    echo "$name: done"
+  else
+    local resume=()
+    [[ -f $out/state.pt ]] && resume=(--resume)
+    .venv/bin/python experiments/robust/align_proto.py --out "$out" --batch 32 --align 3 "${resume[@]}" "$@"
+  fi
+  if [[ $name == "${UNTIL:-}" ]]; then echo "final: $out/final.safetensors"; exit 0; fi
 }
 stage p8 --arch vit-t64p8 --text-from shapes-clip --steps 800 --lr 1e-3 --p-edit 0.3 --seed 0 --ckpt-every 50
 stage p8b --model "$runs/p8/final.safetensors" --steps 400 --lr 5e-4 --p-edit 0.3 --seed 3 --ckpt-every 50

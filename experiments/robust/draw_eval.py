@@ -40,6 +40,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-seeds", type=int, default=1, help="seeds seed .. seed+k-1 for every prompt")
     ap.add_argument("--prompt-seed", type=int, default=0)
+    ap.add_argument("--renderer", default=None, help="override the preset's renderer (pixels, pyramid, ...)")
     ap.add_argument("--set", action="append", default=[], help="guidance.KEY=JSON or renderer.KEY=JSON")
     ap.add_argument("--tag", default="")
     ap.add_argument("--world", default="shapes", choices=["shapes", "digits"], help="digits: n images cycling 0..9")
@@ -64,6 +65,7 @@ def main() -> None:
         model=args.model,
         seeds=list(range(args.seed, args.seed + args.n_seeds)),
         preset=args.preset,
+        renderer=args.renderer,
         guidance=guidance or None,
         renderer_options=options or None,
         out=out,
@@ -90,6 +92,7 @@ def main() -> None:
         "model": args.model,
         "world": args.world,
         "preset": args.preset,
+        "renderer": args.renderer,
         "set": args.set,
         "n": args.n,
         "seed": args.seed,

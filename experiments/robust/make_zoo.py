@@ -2,6 +2,9 @@
 
     python experiments/robust/make_zoo.py RUN_DIR NAME --base shapes-clip --command "clip-t2i robustify ..."
 
+RUN_DIR is a ``clip-t2i robustify`` run (``config.json`` + ``train.log``) or the last stage of an
+``align_proto.py`` chain (``args.json`` + ``log.jsonl``; give the whole chain's time with ``--train-seconds``).
+
 Measures (same seeds as the README): clean/robust zero-shot accuracy with ``robust_zero_shot`` (PGD-10 and
 APGD-CE-50, n=500 per split), PAG alignment (n=300) of the fp16 model and of the base model, and the
 fp16 file size. Writes ``src/clip_t2i/zoo/NAME.{safetensors,json,md}``.
@@ -42,13 +45,22 @@ def main() -> None:
     ap.add_argument("--eps", default="1.5,4,8")
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--train-seconds", type=float, default=None, help="override (e.g. a chain of align stages)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     run = Path(args.run_dir)
     clip = load_clip(run / "final.safetensors")
-    cfg = json.loads((run / "config.json").read_text())
-    log = [json.loads(line) for line in (run / "train.log").read_text().splitlines() if line.startswith("{")]
-    train_s = next((r["elapsed_s"] for r in reversed(log) if r.get("done")), None)
+    aligned = not (run / "config.json").exists()
+    if aligned:  # an align_proto.py stage
+        cfg = json.loads((run / "args.json").read_text())
+        log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
+        train_s = log[-1]["s"] if log else None
+    else:
+        cfg = json.loads((run / "config.json").read_text())
+        log = [json.loads(line) for line in (run / "train.log").read_text().splitlines() if line.startswith("{")]
+        train_s = next((r["elapsed_s"] for r in reversed(log) if r.get("done")), None)
+    if args.train_seconds is not None:
+        train_s = args.train_seconds
     weights = ZOO / f"{args.name}.safetensors"
     clip.save(weights, half=True, extra={"base": args.base, "train_seconds": str(train_s)})
     eps = [float(e) for e in args.eps.split(",")]
@@ -57,8 +69,8 @@ def main() -> None:
     splits = mine["robust"][args.data]
     metrics: dict = {
         "train_seconds": train_s,
-        "eps_224": cfg["eps"],
-        "eps_effective": effective_eps(cfg["eps"], clip.image_size),
+        "eps_224": cfg["eps"] if cfg.get("adv", 1) else None,  # an align stage without an adversarial term has none
+        "eps_effective": effective_eps(cfg["eps"], clip.image_size) if cfg.get("adv", 1) else None,
         "robust": mine["robust"],
         "base_robust": base["robust"],
     }
@@ -68,21 +80,37 @@ def main() -> None:
     entry = {"file": weights.name, "kind": "clip", "metrics": metrics, "command": args.command}
     atomic_write_text(ZOO / f"{args.name}.json", json.dumps(entry, indent=2) + "\n")
     size_kb = weights.stat().st_size / 1024
-    lines = [
-        f"# {args.name}",
-        "",
-        f"Robust (adversarially fine-tuned) CLIP for generator-free text-to-image, fine-tuned from `{args.base}` "
-        f"with its text tower frozen (image tower trained). {clip.config['name']} architecture, "
-        f"{clip.image_size}x{clip.image_size} input; fp16 safetensors, {size_kb:.0f} KiB.",
-        "",
-        f"- objective: {cfg['objective']}; attack: {cfg['attack']}"
-        + (f" (m = {cfg['free_replays']})" if cfg["attack"] == "free" else "")
-        + (f" (k = {cfg['attack_steps']})" if cfg["attack"] == "pgd" else "")
-        + f"; {cfg['norm']} ε = {cfg['eps']} at 224² → {metrics['eps_effective']:.3f} at {clip.image_size}²",
-        f"- {cfg['steps']} steps × batch {cfg['batch_size']}, AdamW lr {cfg['lr']}, wd {cfg['weight_decay']}, "
-        f"warm-up {cfg['warmup_steps']}, clean weight {cfg['clean_weight']}",
-        f"- training time: {train_s} s on 2 shared CPU cores (see experiments/robust/README.md)",
-        "",
+    head = [f"# {args.name}", ""]
+    if aligned:
+        head += [
+            f"Gradient-aligned robust CLIP for generator-free text-to-image: a {clip.config['name']} image tower "
+            f"trained against `{args.base}`'s frozen text tower so that its input gradient points at the prompt's "
+            f"render (experiments/robust/align_proto.py, in the spirit of PAG-ROB). {clip.image_size}x"
+            f"{clip.image_size} input; fp16 safetensors, {size_kb:.0f} KiB.",
+            "",
+            f"- last stage: λ_align {cfg['align']}, clean weight {cfg['clip_weight']}, adversarial weight "
+            f"{cfg['adv']}"
+            + (f" at L2 ε {cfg['eps']} (224²)" if cfg["adv"] else "")
+            + f"; {cfg['steps']} steps × batch {cfg['batch']}, lr {cfg['lr']}, seed {cfg['seed']}",
+            f"- training time: {train_s} s, 1 CPU thread (every stage; see experiments/robust/README.md)",
+            "",
+        ]
+    else:
+        head += [
+            f"Robust (adversarially fine-tuned) CLIP for generator-free text-to-image, fine-tuned from `{args.base}` "
+            f"with its text tower frozen (image tower trained). {clip.config['name']} architecture, "
+            f"{clip.image_size}x{clip.image_size} input; fp16 safetensors, {size_kb:.0f} KiB.",
+            "",
+            f"- objective: {cfg['objective']}; attack: {cfg['attack']}"
+            + (f" (m = {cfg['free_replays']})" if cfg["attack"] == "free" else "")
+            + (f" (k = {cfg['attack_steps']})" if cfg["attack"] == "pgd" else "")
+            + f"; {cfg['norm']} ε = {cfg['eps']} at 224² → {metrics['eps_effective']:.3f} at {clip.image_size}²",
+            f"- {cfg['steps']} steps × batch {cfg['batch_size']}, AdamW lr {cfg['lr']}, wd {cfg['weight_decay']}, "
+            f"warm-up {cfg['warmup_steps']}, clean weight {cfg['clean_weight']}",
+            f"- training time: {train_s} s on 2 shared CPU cores (see experiments/robust/README.md)",
+            "",
+        ]
+    lines = head + [
         "## Reproduce",
         "",
         "```",
@@ -92,10 +120,14 @@ def main() -> None:
         "```",
         "",
         "## Zero-shot accuracy, clean and robust (n = "
-        + ", ".join(f"{splits[sp]['n']} {sp}" for sp in splits) + " images, seed 1234)",
+        + ", ".join(f"{splits[sp]['n']} {sp}" for sp in splits)
+        + " images, seed 1234)",
         "",
-        "| split | model | clean | " + " | ".join(f"PGD-10 ε={e:g}" for e in eps)
-        + " | " + " | ".join(f"APGD-50 ε={e:g}" for e in eps) + " |",
+        "| split | model | clean | "
+        + " | ".join(f"PGD-10 ε={e:g}" for e in eps)
+        + " | "
+        + " | ".join(f"APGD-50 ε={e:g}" for e in eps)
+        + " |",
         "|---" * (3 + 2 * len(eps)) + "|",
     ]
     for split in splits:
@@ -103,20 +135,32 @@ def main() -> None:
             r = res[args.data][split]
             lines.append(
                 f"| {split} | {who} | {r['clean']:.3f} | "
-                + " | ".join(f"{r['pgd'][f'{e:g}']:.3f}" for e in eps) + " | "
-                + " | ".join(f"{r['apgd'][f'{e:g}']:.3f}" for e in eps) + " |"
+                + " | ".join(f"{r['pgd'][f'{e:g}']:.3f}" for e in eps)
+                + " | "
+                + " | ".join(f"{r['apgd'][f'{e:g}']:.3f}" for e in eps)
+                + " |"
             )
     if "pag" in mine:
-        lines += ["", "## PAG alignment (n = 300 one-attribute edits, seed 0)", "",
-                  "| model | colour | shape | position | mean | mean σ=1 | mean σ=2 | mean σ=4 |", "|---" * 8 + "|"]
+        lines += [
+            "",
+            "## PAG alignment (n = 300 one-attribute edits, seed 0)",
+            "",
+            "| model | colour | shape | position | mean | mean σ=1 | mean σ=2 | mean σ=4 |",
+            "|---" * 8 + "|",
+        ]
         for who, p in ((args.name, mine["pag"]), (args.base, base["pag"])):
             a, s = p["alignment"], p["smoothed"]
             lines.append(
                 f"| {who} | {a['colour']:.4f} | {a['shape']:.4f} | {a['position']:.4f} | {a['mean']:.4f} | "
-                + " | ".join(f"{s[k]['mean']:.4f}" for k in ("1", "2", "4")) + " |"
+                + " | ".join(f"{s[k]['mean']:.4f}" for k in ("1", "2", "4"))
+                + " |"
             )
-    lines += ["", "ε in the 224×224 convention (rescaled by √(pixels/224²)); L2 norm; exact-caption accuracy "
-              "among all captions of the level (digits: 10 classes).", ""]
+    lines += [
+        "",
+        "ε in the 224×224 convention (rescaled by √(pixels/224²)); L2 norm; exact-caption accuracy "
+        "among all captions of the level (digits: 10 classes).",
+        "",
+    ]
     atomic_write_text(ZOO / f"{args.name}.md", "\n".join(lines))
     print(json.dumps({"written": str(weights), "kb": round(size_kb), "metrics": metrics}, default=float)[:3000])
 
