@@ -27,9 +27,9 @@ from clip_t2i.utils.io import atomic_write_text
 ZOO = Path(__file__).resolve().parents[2] / "src" / "clip_t2i" / "zoo"
 
 
-def measure(model: str, data: str, eps: list[float], n: int) -> dict:
+def measure(model: str, data: str, eps: list[float], n: int, attacks: tuple[str, ...] = ("pgd", "apgd")) -> dict:
     clip = load_clip(model).eval()
-    out = {"robust": robust_zero_shot(clip, [data], eps=eps, n=n, apgd_steps=50)}
+    out = {"robust": robust_zero_shot(clip, [data], eps=eps, n=n, attacks=attacks, apgd_steps=50)}
     if data == "shapes":
         out["pag"] = pag_alignment(clip, n=300, seed=0)
     return out
@@ -44,6 +44,7 @@ def main() -> None:
     ap.add_argument("--command", required=True)
     ap.add_argument("--eps", default="1.5,4,8")
     ap.add_argument("--n", type=int, default=500)
+    ap.add_argument("--attacks", default="pgd,apgd", help="pgd (10 steps) and/or apgd (50 steps)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--train-seconds", type=float, default=None, help="override (e.g. a chain of align stages)")
     args = ap.parse_args()
@@ -61,11 +62,17 @@ def main() -> None:
         train_s = next((r["elapsed_s"] for r in reversed(log) if r.get("done")), None)
     if args.train_seconds is not None:
         train_s = args.train_seconds
+    if aligned:  # align_proto.py trains on the shapes world; older stages did not record it in the config
+        clip.config.setdefault("train_data", args.data)
+        clip.config.setdefault(
+            "robust", {"objective": "align", "align": cfg["align"], "clip_weight": cfg["clip_weight"]}
+        )
     weights = ZOO / f"{args.name}.safetensors"
     clip.save(weights, half=True, extra={"base": args.base, "train_seconds": str(train_s)})
     eps = [float(e) for e in args.eps.split(",")]
-    mine = measure(str(weights), args.data, eps, args.n)  # the fp16 file (not yet listed in the zoo)
-    base = measure(args.base, args.data, eps, args.n)
+    attacks = tuple(a for a in args.attacks.split(",") if a)
+    mine = measure(str(weights), args.data, eps, args.n, attacks)  # the fp16 file (not yet listed in the zoo)
+    base = measure(args.base, args.data, eps, args.n, attacks)
     splits = mine["robust"][args.data]
     metrics: dict = {
         "train_seconds": train_s,
@@ -110,34 +117,30 @@ def main() -> None:
             f"- training time: {train_s} s on 2 shared CPU cores (see experiments/robust/README.md)",
             "",
         ]
+    labels = {"pgd": "PGD-10", "apgd": "APGD-50"}
+    cols = [(a, labels[a], e) for a in attacks for e in eps]
     lines = head + [
         "## Reproduce",
         "",
         "```",
         args.command,
         f"python experiments/robust/make_zoo.py {args.run_dir} {args.name} --base {args.base} --data {args.data} "
-        "--command '...'",
+        f"--eps {args.eps} --n {args.n} --attacks {args.attacks} --command '...'",
         "```",
         "",
         "## Zero-shot accuracy, clean and robust (n = "
         + ", ".join(f"{splits[sp]['n']} {sp}" for sp in splits)
         + " images, seed 1234)",
         "",
-        "| split | model | clean | "
-        + " | ".join(f"PGD-10 ε={e:g}" for e in eps)
-        + " | "
-        + " | ".join(f"APGD-50 ε={e:g}" for e in eps)
-        + " |",
-        "|---" * (3 + 2 * len(eps)) + "|",
+        "| split | model | clean | " + " | ".join(f"{label} ε={e:g}" for _, label, e in cols) + " |",
+        "|---" * (3 + len(cols)) + "|",
     ]
     for split in splits:
         for who, res in ((args.name, mine["robust"]), (args.base, base["robust"])):
             r = res[args.data][split]
             lines.append(
                 f"| {split} | {who} | {r['clean']:.3f} | "
-                + " | ".join(f"{r['pgd'][f'{e:g}']:.3f}" for e in eps)
-                + " | "
-                + " | ".join(f"{r['apgd'][f'{e:g}']:.3f}" for e in eps)
+                + " | ".join(f"{r[key][f'{e:g}']:.3f}" for key, _, e in cols)
                 + " |"
             )
     if "pag" in mine:
