@@ -16,6 +16,8 @@ from pathlib import Path
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from clip_t2i.utils.io import atomic_write
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -46,10 +48,8 @@ def main() -> int:
                 out[k] = ta
     meta = dict(meta_a)
     meta["interpolation"] = json.dumps({"a": str(args.a), "b": str(args.b), "alpha": args.alpha})
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    save_file(out, str(tmp), metadata=meta)
-    tmp.replace(args.out)
+    with atomic_write(args.out) as tmp:
+        save_file(out, str(tmp), metadata=meta)
     print(json.dumps({"out": str(args.out), "alpha": args.alpha, "tensors": len(out)}))
     return 0
 
