@@ -56,17 +56,17 @@ def main() -> None:
         cfg = json.loads((run / "args.json").read_text())
         log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
         train_s = log[-1]["s"] if log else None
+        # align_proto.py trains on the shapes world; older stages did not record it in the config
+        clip.config.setdefault("train_data", args.data)
+        clip.config.setdefault(
+            "robust", {"objective": "align", "align": cfg["align"], "clip_weight": cfg["clip_weight"]}
+        )
     else:
         cfg = json.loads((run / "config.json").read_text())
         log = [json.loads(line) for line in (run / "train.log").read_text().splitlines() if line.startswith("{")]
         train_s = next((r["elapsed_s"] for r in reversed(log) if r.get("done")), None)
     if args.train_seconds is not None:
         train_s = args.train_seconds
-    if aligned:  # align_proto.py trains on the shapes world; older stages did not record it in the config
-        clip.config.setdefault("train_data", args.data)
-        clip.config.setdefault(
-            "robust", {"objective": "align", "align": cfg["align"], "clip_weight": cfg["clip_weight"]}
-        )
     weights = ZOO / f"{args.name}.safetensors"
     clip.save(weights, half=True, extra={"base": args.base, "train_seconds": str(train_s)})
     eps = [float(e) for e in args.eps.split(",")]
