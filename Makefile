@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-PIP    := $(VENV)/bin/pip
+PIP    := PIP_NO_CACHE_DIR=1 $(VENV)/bin/pip
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
 .PHONY: install install-dev demo test test-all lint format bench clean

@@ -8,6 +8,12 @@ and ``t ~ U(0, 1)``::
 
     x_t = (1 − t) x_src + t x*,     a = cos( vec ∇ₓ cos(f(x_t), g(c)),  vec (x* − x_t) )
     L = λ_clip · L_clip(x*) + λ_align · mean(1 − a) [+ λ_adv · L_clip(x* + δ_adv)]
+        [+ λ_distill · mean_{x ∈ {x*, x_t}} (1 − cos(f(x), f_T(x)))]
+
+The optional distillation term (FARE's idea, Schlarmann et al. 2024, on clean inputs) keeps the tower's embedding
+of seen renders and of the path images x_t where a frozen teacher ``f_T`` (by default the vanilla ``shapes-clip``,
+whose text tower the aligned towers share) puts them, so the embedding geometry that carries zero-shot accuracy to
+the held-out combinations is anchored to the teacher's instead of being re-learnt from seen labels alone.
 
 ``L_clip`` is the frozen-text multi-positive InfoNCE of the robust objectives (positives = same label). The
 alignment term needs a second-order backward (``create_graph=True``). Only ``split="train"`` combinations are
@@ -78,6 +84,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--align", type=float, default=1.0)
     ap.add_argument("--adv", type=float, default=0.0, help="weight of an adversarial CLIP term (PGD-2, L2)")
+    ap.add_argument("--distill", type=float, default=0.0, help="weight of the embedding distillation term")
+    ap.add_argument("--teacher", default="shapes-clip", help="frozen CLIP whose image embeddings --distill keeps")
     ap.add_argument("--eps", type=float, default=6.0, help="adversarial L2 radius at 224² (rescaled)")
     ap.add_argument("--p-edit", type=float, default=0.3)
     ap.add_argument("--edit-shape-share", type=float, default=1 / 3, help="share of edits that change the shape")
@@ -132,6 +140,12 @@ def main() -> None:
     clip.config["robust"] = {"objective": "align", "align": args.align, "clip_weight": args.clip_weight}
     if args.adv:
         clip.config["robust"].update(adv=args.adv, norm="l2", eps_224=args.eps)
+    teacher = None
+    if args.distill > 0:
+        clip.config["robust"].update(distill=args.distill, teacher=args.teacher)
+        teacher = load_clip(args.teacher).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
     for p in clip.text_parameters():
         p.requires_grad_(False)
     clip.logit_scale.requires_grad_(False)
@@ -229,6 +243,13 @@ def main() -> None:
             fa = clip.encode_image(x_adv.detach(), normalize=True)
             l_adv = multi_positive_info_nce(scale * fa @ tgt.T, pos)
             loss = loss + args.adv * l_adv
+        l_distill = torch.zeros(())
+        if teacher is not None:
+            xd = torch.cat([x_star, x_t.detach()])
+            with torch.no_grad():
+                ft = teacher.encode_image(xd, normalize=True)
+            l_distill = (1 - (clip.encode_image(xd, normalize=True) * ft).sum(-1)).mean()
+            loss = loss + args.distill * l_distill
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -240,6 +261,7 @@ def main() -> None:
                 "clip": round(float(l_clip), 4),
                 "align_cos": round(float(a.mean()), 4),
                 "adv": round(float(l_adv), 4),
+                "distill": round(float(l_distill), 4),
                 "lr": sched.get_last_lr()[0],
                 "s": round(time.time() - t0, 1),
             }

@@ -32,6 +32,19 @@ def parse_sets(items: list[str]) -> tuple[dict, dict]:
     return guidance, options
 
 
+def with_negatives(prompt: str, weight: float) -> str:
+    """``prompt`` plus its shape and size alternatives as negative prompts of total weight ``-weight``."""
+    from clip_t2i.data.shapes import SHAPES, SIZES
+
+    words = prompt.split()
+    alts = []
+    for i, w in enumerate(words):
+        for vocab in (SHAPES, SIZES):
+            if w in vocab:
+                alts += [" ".join(words[:i] + [o] + words[i + 1 :]) for o in vocab if o != w]
+    return " | ".join([f"{prompt}:1"] + [f"{a}:{-weight / len(alts):.4f}" for a in alts])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)
@@ -44,6 +57,13 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], help="guidance.KEY=JSON or renderer.KEY=JSON")
     ap.add_argument("--tag", default="")
     ap.add_argument("--world", default="shapes", choices=["shapes", "digits"], help="digits: n images cycling 0..9")
+    ap.add_argument(
+        "--negatives",
+        type=float,
+        default=0.0,
+        help="shapes only: add the caption with every other shape and the other size as negative prompts, "
+        "total weight -NEGATIVES (the judge still reads the plain caption)",
+    )
     ap.add_argument("--out", default="runs/draw_eval")
     ap.add_argument("--log", default="experiments/robust/draw_results.jsonl")
     args = ap.parse_args()
@@ -60,8 +80,9 @@ def main() -> None:
     name = f"{Path(args.model).parent.name or args.model}-{args.preset}{args.tag}-p{args.prompt_seed}-s{args.seed}"
     out = Path(args.out) / name
     t0 = time.perf_counter()
+    specs = prompts if not args.negatives else [with_negatives(p, args.negatives) for p in prompts]
     res = generate(
-        prompts,
+        specs,
         model=args.model,
         seeds=list(range(args.seed, args.seed + args.n_seeds)),
         preset=args.preset,
@@ -98,6 +119,7 @@ def main() -> None:
         "seed": args.seed,
         "n_seeds": args.n_seeds,
         "prompt_seed": args.prompt_seed,
+        "negatives": args.negatives,
         "seconds_per_image": round(seconds / len(judged), 3),
         **{k: round(float(v), 4) for k, v in rep.accuracy.items()},
         "all_seen": round(float(ok[~held].float().mean()), 4),

@@ -13,6 +13,10 @@ Shapes (one object), all prompts canonical captions, fixed seeds, so numbers are
   prompts; ``clip_score_eval_real`` is the same on the real renders, the ceiling): only when an ``eval_clip``
   is given — a CLIP that did not guide training (the zoo ``shapes-clip-rn``: another architecture, trained
   separately). Scoring with the training CLIP would reward what G was optimised for.
+* **FID floor** (``fid_judge_real``, ``fid_clip_real``): the same FID between a second, independent set of
+  ``n_fid`` real renders (same label distribution, seed ``seed + 1``) and the real statistics, i.e.
+  FID(real, real′) at the fakes' N. FID is biased upwards at small N, so a generator is judged by its ratio to
+  this floor, not by the raw number.
 * **Judge accuracy**: ``judge_recognised``, per attribute and ``all`` (colour+shape+position) on the FID fakes
   (seen combinations) and on ``heldout_per_label`` fakes of each of the 24 held-out combinations (compositional
   generalisation). By default (``judge="auto"``) the verdicts come from analysis by synthesis
@@ -170,6 +174,17 @@ class GanEvaluator:
             self.real_ppd["clip_score_eval_real"] = self._clip_score(real_images[:n], real_captions[:n])
         if self.real_judge is not None:
             self.real_ppd["mppd_judge_real"] = self._mppd(self.real_judge, real_groups)
+        if data == "shapes":  # FID(real, real') at the fakes' N: the floor every fake's FID is read against
+            from clip_t2i.metrics.frechet import frechet_distance
+
+            real2 = shapes_eval_set("one", "train", n=len(self.fid_prompts), seed=sp.seed + 1, size=size)["image"]
+            self.real_ppd["fid_clip_real"] = float(
+                frechet_distance(self._features(self.clip_feats, real2), self.real_clip)
+            )
+            if self.real_judge is not None:
+                self.real_ppd["fid_judge_real"] = float(
+                    frechet_distance(self._features(self.judge_feats, real2), self.real_judge)
+                )
         if self.pixel_feats is not None:
             self.real_ppd["mppd_pixels_real"] = self._mppd(self._features(self.pixel_feats, real_images), real_groups)
 
