@@ -4,7 +4,7 @@
 # Resumable: re-running continues the unfinished run (--resume) and skips finished ones; raising STEPS later
 # extends finished runs from their last checkpoint (the learning rates are constant, so nothing else changes).
 #   STEPS=6000 nohup experiments/gan/converge.sh > runs/gan-converge.out 2>&1 &
-#   python experiments/gan/curve.py runs/gan-conv-*            # FID-vs-steps table per run
+#   python experiments/gan/summarize.py runs/gan-conv-*        # last eval per run + each run's FID-vs-steps trajectory
 set -euo pipefail
 CLIP=${CLIP:-shapes-clip}
 STEPS=${STEPS:-6000}

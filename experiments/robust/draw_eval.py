@@ -67,6 +67,8 @@ def main() -> None:
     ap.add_argument("--out", default="runs/draw_eval")
     ap.add_argument("--log", default="experiments/robust/draw_results.jsonl")
     args = ap.parse_args()
+    if args.negatives and args.world != "shapes":
+        ap.error("--negatives needs --world shapes (it swaps the caption's shape and size words)")
     torch.set_num_threads(1)
     if args.world == "digits":
         from clip_t2i.data.digits import canonical_caption
