@@ -20,6 +20,7 @@ KEYS = (
     "judge_heldout_all",
     "judge_heldout_recognised",
     "factor_diversity_mean",
+    "factor_diversity_capped",
     "factor_diversity_prompts",
     "mppd_pixels",
     "mppd_pixels_real",

@@ -25,7 +25,9 @@ Shapes (one object), all prompts canonical captions, fixed seeds, so numbers are
   CNN verdicts (no ``judge_recognised``).
 * **Factor diversity** (``factor_diversity``, default judge only): for each mPPD prompt, the std over seeds of
   every nuisance factor the fit reads back (offset, scale, rotation, background level / tint / gradient) over
-  its recognised images, divided by the same std on real renders of that caption; per factor and ``mean``.
+  its recognised images, divided by the same std on real renders of that caption; per factor and ``mean``, and
+  ``mean_capped`` (``factor_diversity_capped``): each per-prompt ratio capped at 1 first, so excess variety in one
+  factor (a GAN's background gradients, say) cannot hide collapse in another (its positions).
   ``mppd_pixels`` (and ``mppd_pixels_real``) is mPPD on centred 16x16 pixels, features that see those factors.
 
 With ``judge="none"`` the judge numbers are skipped and ``judge: null`` says so.
@@ -262,7 +264,8 @@ class GanEvaluator:
             fd = factor_diversity(
                 rep_ppd.fit, [ppd_prompts[i] for i in rep_ppd.judged], self.judge, real=self.real_spread
             )
-            res["factor_diversity"] = {**fd["ratio"], "mean": fd["mean"]}
+            res["factor_diversity"] = {**fd["ratio"], "mean": fd["mean"], "mean_capped": fd["mean_capped"]}
             res["factor_diversity_mean"] = fd["mean"]
+            res["factor_diversity_capped"] = fd["mean_capped"]
             res["factor_diversity_prompts"] = fd["n_prompts"]
         return res

@@ -333,7 +333,7 @@ def evaluate_folder(
                 from clip_t2i.metrics.judges.diversity import factor_diversity
 
                 fd = factor_diversity(rep.fit, [prompts[i] for i in rep.judged], seed=seed)
-                out["factor_diversity"] = {**fd["ratio"], "mean": fd["mean"]}
+                out["factor_diversity"] = {**fd["ratio"], "mean": fd["mean"], "mean_capped": fd["mean_capped"]}
                 out["factor_std"] = fd["std"]
                 out["factor_std_real"] = fd["std_real"]
                 out["factor_diversity_per_prompt"] = fd["per_prompt"]

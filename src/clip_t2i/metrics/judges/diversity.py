@@ -87,7 +87,9 @@ def factor_diversity(
     """Per-prompt factor spread of fitted images and its ratio to real renders of the same caption.
 
     ``fit``: the judge's fit of the images (``recognised`` filled), one per prompt entry. Returns ``ratio`` (per
-    factor: mean over prompts of std_generated / std_real), ``mean`` (mean of those ratios), ``std`` and
+    factor: mean over prompts of r = std_generated / std_real), ``mean`` (mean of those ratios), ``ratio_capped``
+    and ``mean_capped`` (the same with every per-prompt r replaced by min(r, 1), so that more variety than the data
+    in one factor or prompt cannot pay for collapse in another: 1 only if nothing is less varied than real), ``std`` and
     ``std_real`` (mean stds per factor), ``per_prompt`` (ratios) and counts. Prompts with fewer than 2 recognised
     images are left out (``n_prompts_skipped``); rotation is undefined for circles and left out for them.
     """
@@ -105,6 +107,7 @@ def factor_diversity(
     stds: dict[str, list[float]] = {k: [] for k in FACTORS}
     stds_real: dict[str, list[float]] = {k: [] for k in FACTORS}
     ratios: dict[str, list[float]] = {k: [] for k in FACTORS}
+    capped: dict[str, list[float]] = {k: [] for k in FACTORS}
     skipped = 0
     for prompt, idx in groups.items():
         read = read_prompt(prompt)
@@ -122,6 +125,7 @@ def factor_diversity(
                 stds[k].append(s)
                 stds_real[k].append(ref[k])
                 ratios[k].append(r)
+                capped[k].append(min(r, 1.0))
         per_prompt[prompt] = row
 
     def mean(v: list[float]) -> float | None:
@@ -129,9 +133,13 @@ def factor_diversity(
 
     ratio = {k: mean(v) for k, v in ratios.items()}
     valid = [v for v in ratio.values() if v is not None]
+    ratio_capped = {k: mean(v) for k, v in capped.items()}
+    valid_capped = [v for v in ratio_capped.values() if v is not None]
     return {
         "ratio": ratio,
         "mean": round(sum(valid) / len(valid), 4) if valid else None,
+        "ratio_capped": ratio_capped,
+        "mean_capped": round(sum(valid_capped) / len(valid_capped), 4) if valid_capped else None,
         "std": {k: mean(v) for k, v in stds.items()},
         "std_real": {k: mean(v) for k, v in stds_real.items()},
         "per_prompt": per_prompt,
