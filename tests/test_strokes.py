@@ -74,8 +74,23 @@ def test_project_clamps_widths_and_colours() -> None:
     assert float(params[1].max()) == 5.0 and float(params[2].min()) == 0.0
 
 
+
+def test_init_alpha_starts_every_stroke_faint_but_learnt() -> None:
+    r = _renderer(init_alpha=0.05)
+    params = r.init(2, torch.Generator().manual_seed(0))
+    assert torch.all(params[2][..., 3] == 0.05) and params[2].requires_grad
+    assert float(params[2][..., :3].std()) > 0.1  # the RGB part stays random
+
+
 @pytest.mark.parametrize(
-    "opts", [{"num_paths": 0}, {"init_width": 0.0}, {"min_width": -1.0}, {"max_width": 0.5, "min_width": 1.0}]
+    "opts",
+    [
+        {"num_paths": 0},
+        {"init_width": 0.0},
+        {"min_width": -1.0},
+        {"max_width": 0.5, "min_width": 1.0},
+        {"init_alpha": 1.5},
+    ],
 )
 def test_bad_options_are_user_errors(opts) -> None:
     with pytest.raises(UserError):

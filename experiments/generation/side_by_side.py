@@ -29,7 +29,9 @@ def main() -> None:
     labels = args.labels or [d.name for d in args.dirs]
     if len(labels) != len(args.dirs):
         raise SystemExit("error: give one label per folder")
-    names = sorted(set.intersection(*({p.name for p in d.glob(args.pattern) if p.name != "grid.png"} for d in args.dirs)))[: args.cols]
+    names = sorted(
+        set.intersection(*({p.name for p in d.glob(args.pattern) if p.name != "grid.png"} for d in args.dirs))
+    )[: args.cols]
     if not names:
         raise SystemExit("error: the folders share no PNG file names")
     first = Image.open(args.dirs[0] / names[0])
@@ -44,11 +46,16 @@ def main() -> None:
             img = Image.open(d / name)
             if r == 0:
                 prompts.append(img.text.get("prompt", name))
-            grid.paste(img.convert("RGB").resize((side, side), Image.NEAREST),
-                       (label_w + c * (side + pad), r * (side + pad)))
+            grid.paste(
+                img.convert("RGB").resize((side, side), Image.NEAREST), (label_w + c * (side + pad), r * (side + pad))
+            )
     info = PngImagePlugin.PngInfo()
-    info.add_text("clip_t2i", json.dumps({"kind": "side_by_side", "rows": labels,
-                                          "folders": [str(d) for d in args.dirs], "prompts": prompts}))
+    info.add_text(
+        "clip_t2i",
+        json.dumps(
+            {"kind": "side_by_side", "rows": labels, "folders": [str(d) for d in args.dirs], "prompts": prompts}
+        ),
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     grid.save(args.out, pnginfo=info)
     print(json.dumps({"out": str(args.out), "prompts": prompts}))

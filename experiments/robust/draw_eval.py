@@ -26,9 +26,14 @@ from clip_t2i.renderers.outputs import make_grid, save_png
 def parse_sets(items: list[str]) -> tuple[dict, dict]:
     guidance, options = {}, {}
     for item in items:
-        key, value = item.split("=", 1)
-        where, name = key.split(".", 1)
-        (guidance if where == "guidance" else options)[name] = json.loads(value)
+        key, sep, value = item.partition("=")
+        where, dot, name = key.partition(".")
+        if not (sep and dot and where in ("guidance", "renderer")):
+            raise SystemExit(f"error: --set takes guidance.KEY=JSON or renderer.KEY=JSON, got {item!r}")
+        try:
+            (guidance if where == "guidance" else options)[name] = json.loads(value)
+        except json.JSONDecodeError:
+            raise SystemExit(f"error: --set {key}: {value!r} is not JSON (quote strings: {key}='\"text\"')") from None
     return guidance, options
 
 

@@ -50,6 +50,7 @@ class StrokeOptions:
     width_lr: float = 0.1  # width lr as a fraction of the guidance lr (CLIPDraw: 0.1 / 1.0)
     colour_lr: float = 0.01  # colour lr as a fraction of the guidance lr (CLIPDraw: 0.01 / 1.0)
     fixed_alpha: float | None = None  # if set, every stroke's alpha is fixed to this value (no alpha gradient)
+    init_alpha: float | None = None  # if set, every stroke starts at this alpha (still learnt); None = uniform random
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,8 @@ def _check(o: StrokeOptions) -> None:
         raise UserError("backend 'diffvg' needs pydiffvg (build BachiLi/diffvg from source) or use backend=torch")
     if o.fixed_alpha is not None and not 0.0 < o.fixed_alpha <= 1.0:
         raise UserError(f"fixed_alpha must lie in (0, 1], got {o.fixed_alpha}")
+    if o.init_alpha is not None and not 0.0 <= o.init_alpha <= 1.0:
+        raise UserError(f"init_alpha must lie in [0, 1], got {o.init_alpha}")
 
 
 def bezier_polyline(points: Tensor, samples: int) -> Tensor:
@@ -256,7 +258,8 @@ class StrokeRenderer:
         self, batch: int, generator: torch.Generator | Sequence[torch.Generator], context: InitContext | None = None
     ) -> list[Tensor]:
         """CLIPDraw's start: uniform start point, each control point a random-walk step of ``radius`` from the
-        previous one, 1..max_segments segments, width ``init_width``, uniform random RGBA."""
+        previous one, 1..max_segments segments, width ``init_width``, uniform random RGBA (alpha ``init_alpha`` when
+        set: a faint start leaves the strokes the gradient does not use near-invisible instead of clutter)."""
         o = self.options
         gens = per_image_generators(batch, generator)
         n, k = o.num_paths, o.max_segments
@@ -267,6 +270,8 @@ class StrokeRenderer:
             steps = (torch.rand(n, 3 * k, 2, generator=g) - 0.5) * o.radius
             pts.append(torch.cat([start, start + steps.cumsum(1)], 1) * CANVAS)
             col = torch.rand(n, 4, generator=g)
+            if o.init_alpha is not None:
+                col[:, 3] = o.init_alpha
             if o.fixed_alpha is not None:
                 col[:, 3] = o.fixed_alpha
             cols.append(col)
