@@ -74,7 +74,6 @@ def test_project_clamps_widths_and_colours() -> None:
     assert float(params[1].max()) == 5.0 and float(params[2].min()) == 0.0
 
 
-
 def test_init_alpha_starts_every_stroke_faint_but_learnt() -> None:
     r = _renderer(init_alpha=0.05)
     params = r.init(2, torch.Generator().manual_seed(0))
