@@ -17,6 +17,7 @@ from clip_t2i.gan.losses import (
     hinge_d_loss,
     ma_gp,
     mi_loss,
+    mode_seeking_loss,
     roll_captions,
     san_d_loss,
 )
@@ -352,3 +353,38 @@ def test_mi_dims_restricts_the_term_to_the_first_k_codes(tiny):
     with pytest.raises(UserError, match="z_dim"):
         get_variant("scad-mi").with_overrides(["loss.mi_dims=101"]).validate()
     get_variant("scad-mi").with_overrides(["loss.mi_dims=100"]).validate()
+
+
+def test_mode_seeking_loss_hand_computed():
+    x1 = torch.tensor([[1.0, 1.0], [0.0, 0.0]])
+    x2 = torch.tensor([[0.0, 1.0], [0.0, 2.0]])  # mean |dx|: 0.5, 1.0
+    z1 = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    z2 = torch.tensor([[0.0, 0.0, 0.0], [3.0, 0.0, 0.0]])  # mean |dz|: 1/3, 1
+    # ratios 1.5 and 1.0 -> mean(1/1.5, 1/1) = 5/6 (eps 1e-5 moves it by < 1e-5)
+    assert abs(float(mode_seeking_loss(x1, x2, z1, z2)) - 5 / 6) < 2e-5
+    assert float(mode_seeking_loss(x1, x1, z1, z2)) > 1e4  # identical images for different z: huge penalty
+
+
+def test_mode_seeking_term_enters_the_generator_loss(tiny):
+    """L_G(λ_ms) = L_G(0) + λ_ms · mode_seeking_loss(x̂[:m], G(z2, e[:m]), z[:m], z2), and its gradient reaches G."""
+    _, nets, e = tiny
+    G, D, loss = nets["scad-mi"]
+    on = GanLoss(G, D, dataclasses.replace(loss.cfg, ms_weight=0.5))
+    g = torch.Generator().manual_seed(3)
+    z, z2 = torch.randn(4, G.z_dim, generator=g), torch.randn(2, G.z_dim, generator=g)
+    D.eval()
+    try:
+        fake, fake2 = G(z, e), G(z2, e[:2])
+        lg_on, st = on.generator(fake, e, z, (fake2, z2))
+        lg_off, _ = loss.generator(fake, e, z)
+        ms = mode_seeking_loss(fake[:2], fake2, z[:2], z2)
+        assert _close(st["G/ms"], ms, _mag(ms)) and _close(lg_on - lg_off, 0.5 * ms, _mag(lg_off, ms))
+        assert _mag(*_grads(0.5 * ms, G.trainable_parameters())) > 0
+        with pytest.raises(ValueError, match="second sample"):
+            on.generator(fake, e, z)
+    finally:
+        D.train()
+    with pytest.raises(UserError, match="ms_pairs"):
+        LossConfig(ms_pairs=0.0).validate()
+    with pytest.raises(UserError, match="ms_weight"):
+        LossConfig(ms_weight=-1.0).validate()

@@ -265,3 +265,9 @@ def test_two_processes_stay_in_sync(tmp_path):
     assert done["done"] and done["step"] == 3 and done["ranks_in_sync"] is True
     assert sum(1 for rec in log if rec.get("done")) == 1  # only the main process writes
     assert (out / "final.safetensors").is_file() and (out / "checkpoints" / "step_0000002").is_dir()
+
+
+def test_mode_seeking_runs_and_logs_its_term(tmp_path):
+    train_gan(_cfg(tmp_path / "ms", variant="scad", steps=2, overrides=("loss.ms_weight=0.1",)))
+    steps = [r for r in _log(tmp_path / "ms") if "G/loss" in r]
+    assert len(steps) == 2 and all(0 < r["G/ms"] < 1e4 for r in steps)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from clip_t2i.errors import UserError
+from clip_t2i.guidance.config import GuidanceConfig
 from clip_t2i.guidance.loop import milestone_factor
 from clip_t2i.renderers.base import build_renderer, list_renderers
 from clip_t2i.renderers.strokes import CANVAS, StrokeRenderer, bezier_polyline, composite, diffvg_available
@@ -72,6 +73,24 @@ def test_project_clamps_widths_and_colours() -> None:
         params[2].fill_(-1.0)
     r.project(params, lambda x: x)
     assert float(params[1].max()) == 5.0 and float(params[2].min()) == 0.0
+
+
+def test_alpha_l1_prior_fades_unused_strokes() -> None:
+    """With a constant guide (no CLIP gradient on opacity) only the prior moves alpha: it must fall."""
+    from clip_t2i.guidance.loop import make_optimizer
+
+    r = _renderer(init_alpha=0.5, alpha_l1=1.0)
+    params = r.init(2, torch.Generator().manual_seed(0))
+    reg = r.regularizer(params)
+    assert reg.shape == (2,) and torch.allclose(reg, torch.full((2,), 0.5))
+    assert _renderer().regularizer(params) is None  # off by default
+    opt = make_optimizer(r.param_groups(params), GuidanceConfig(steps=5, optimizer="adam", lr=1.0))
+    for _ in range(5):
+        opt.zero_grad()
+        r.regularizer(params).sum().backward()
+        opt.step()
+        r.project(params, lambda x: x)
+    assert float(params[2][..., 3].max()) < 0.5
 
 
 def test_init_alpha_starts_every_stroke_faint_but_learnt() -> None:

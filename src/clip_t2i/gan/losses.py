@@ -41,6 +41,8 @@ class LossConfig:
     fidelity_weight: float = 1.0  # weight of the PatchGAN branch (used when discriminator.fidelity)
     mi_weight: float = 0.0  # λ of L_MI = λ E‖Q(G(z, c)) − z‖² (0 = no Q)
     mi_dims: int = 0  # k > 0: L_MI on z's first k dimensions only (InfoGAN-style codes); 0 = all of z
+    ms_weight: float = 0.0  # λ of MSGAN's mode-seeking term on pairs G(z1, c), G(z2, c) (0 = off; issue 16)
+    ms_pairs: float = 0.5  # fraction of the batch re-generated with a second z for the mode-seeking pairs
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LossConfig:
@@ -57,12 +59,15 @@ class LossConfig:
             "semantic_weight",
             "fidelity_weight",
             "mi_weight",
+            "ms_weight",
         ):
             v = getattr(self, name)
             if not isinstance(v, int | float) or v != v or v < 0 or v == float("inf"):
                 raise UserError(f"loss.{name} (λ) must be a finite number ≥ 0, got {v}")
         if isinstance(self.mi_dims, bool) or not isinstance(self.mi_dims, int) or self.mi_dims < 0:
             raise UserError(f"loss.mi_dims must be an integer ≥ 0 (0 = all of z), got {self.mi_dims!r}")
+        if not 0 < self.ms_pairs <= 1:
+            raise UserError(f"loss.ms_pairs must lie in (0, 1] (a fraction of the batch), got {self.ms_pairs}")
         if self.magp_power <= 0:
             raise UserError(f"loss.magp_power must be > 0, got {self.magp_power}")
         if self.fake_weight == 0:
@@ -137,6 +142,18 @@ def mi_loss(z_hat: Tensor, z: Tensor, dims: int = 0) -> Tensor:
     return (z_hat.float() - z.float()).square().sum(1).mean()
 
 
+def mode_seeking_loss(x1: Tensor, x2: Tensor, z1: Tensor, z2: Tensor, eps: float = 1e-5) -> Tensor:
+    """MSGAN's mode-seeking term (Mao et al., CVPR 2019) on pairs that share a caption c:
+
+    ``E_b 1 / (mean|G(z1_b, c_b) − G(z2_b, c_b)| / mean|z1_b − z2_b| + ε)`` (mean absolute pixel difference
+    over mean absolute latent difference, per pair). Minimising it pushes two latents' images of the same caption
+    apart in proportion to how far apart the latents are: the generator cannot map z to one image per caption.
+    """
+    dx = (x1.float() - x2.float()).abs().flatten(1).mean(1)
+    dz = (z1.float() - z2.float()).abs().flatten(1).mean(1)
+    return (1.0 / (dx / dz + eps)).mean()
+
+
 def clip_cos_loss(image_emb: Tensor, text_emb: Tensor) -> Tensor:
     """``−E_b cos(CLIP_img(x̂_b), e_b)`` (GALIP's text-image similarity term, before its weight)."""
     return -F.cosine_similarity(image_emb.float(), text_emb.float(), dim=1).mean()
@@ -164,7 +181,8 @@ class GanLoss:
     Generator step (D frozen by the caller, gradients flow through D and the frozen CLIP):
 
     ``L_G = −w_s E f(x̂, e) − w_p E_patches f_p(x̂) − w_clip E cos(CLIP(x̂), e) + λ E‖Q(x̂) − z‖²``
-    (the last over z's first ``mi_dims`` dimensions when that is > 0).
+    (the last over z's first ``mi_dims`` dimensions when that is > 0) ``+ λ_ms mode_seeking_loss(x̂, x̂₂, z, z₂)``
+    when ``ms_weight`` > 0, x̂₂ = G(z₂, e) for the first ``ms_pairs`` of the batch (passed in by the step).
 
     GALIP: hinge, w_f = w_m = ½, MA-GP (2, 6), w_clip = 4, no fidelity, λ = 0.
     """
@@ -244,8 +262,15 @@ class GanLoss:
         stats["D/loss"] = loss.detach()
         return loss, stats
 
-    def generator(self, fake: Tensor, e: Tensor, z: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
-        """``(L_G, stats)`` for fakes G(z, e) (with graph) in [-1, 1]."""
+    def generator(
+        self,
+        fake: Tensor,
+        e: Tensor,
+        z: Tensor | None = None,
+        pair: tuple[Tensor, Tensor] | None = None,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """``(L_G, stats)`` for fakes G(z, e) (with graph) in [-1, 1]; ``pair = (G(z₂, e[:m]), z₂)`` for the
+        mode-seeking term."""
         cfg, D = self.cfg, self.D
         feats, emb = D.taps(fake, with_embedding=cfg.clip_weight > 0)
         trunk = D.semantic.trunk(feats)
@@ -269,5 +294,13 @@ class GanLoss:
             mi = mi_loss(D.q(src), z, cfg.mi_dims)
             loss = loss + cfg.mi_weight * mi
             stats["G/mi"] = mi.detach()
+        if cfg.ms_weight > 0:
+            if pair is None or z is None:
+                raise ValueError("the mode-seeking term needs the fakes' z and a second sample (G(z2, e), z2)")
+            fake2, z2 = pair
+            m = fake2.shape[0]
+            ms = mode_seeking_loss(fake[:m], fake2, z[:m], z2)
+            loss = loss + cfg.ms_weight * ms
+            stats["G/ms"] = ms.detach()
         stats["G/loss"] = loss.detach()
         return loss, stats

@@ -90,8 +90,12 @@ def gan_step(
     on_skip: Callable[[str, str], None] | None = None,
     step: int = 0,
     joint: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    z2: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """One iteration: x̂ = G(z, e); D step on sg(x̂); G step on x̂ through the updated, frozen D.
+
+    ``z2 [m, z_dim]`` (mode seeking, ``loss.ms_weight`` > 0): the G step also makes x̂₂ = G(z2, e[:m]) and passes
+    the pairs (x̂[:m], x̂₂) to the generator loss; the discriminator never sees x̂₂.
 
     ``joint(loss)`` maps a local loss to the value every process sees (mean over processes), so a non-finite
     loss anywhere skips the step everywhere. Returns the loss statistics plus ``skipped/D`` and ``skipped/G``
@@ -112,7 +116,8 @@ def gan_step(
     d_toggle(False)
     try:
         with autocast():
-            loss_g, st_g = loss_fn.generator(fake, e, z)
+            pair = None if z2 is None else (G(z2, e[: z2.shape[0]]), z2)
+            loss_g, st_g = loss_fn.generator(fake, e, z, pair)
         ok_g = finite_or_skip(joint(loss_g.detach()), step, lambda m: on_skip and on_skip("G", m))
         if ok_g:
             backward(loss_g)
@@ -312,6 +317,10 @@ def train_gan(cfg: GanTrainConfig) -> Path:
             real = batch["image"].to(device) * 2 - 1
             e = text_embedding(clip, batch["caption"]).to(device)
             z = step_noise(cfg.seed, rank, step, real.shape[0], z_dim).to(device)
+            z2 = None
+            if gan_cfg.loss.ms_weight > 0:  # the mode-seeking pairs' second latents, from their own stream
+                m = max(1, round(gan_cfg.loss.ms_pairs * real.shape[0]))
+                z2 = step_noise(cfg.seed + 500_009, rank, step, m, z_dim).to(device)
             st = gan_step(
                 G,
                 loss_fn,
@@ -326,6 +335,7 @@ def train_gan(cfg: GanTrainConfig) -> Path:
                 on_skip=lambda who, m: log(json.dumps({"skip": who, "msg": m})),
                 step=step,
                 joint=joint,
+                z2=z2,
             )
             step_ok = True
             for who in ("D", "G"):

@@ -190,9 +190,10 @@ def run_guidance(
     ``translation_tokens`` is turned into a shift for ``clip``'s token size first (:func:`resolve_translation`).
     Each step: render ``[B, 3, H, W]``; make ``global_views`` + ``patch_views`` views per image with that
     image's generator; one CLIP forward pass over all views; :class:`GuidanceLoss` per image (plus
-    ``tv_weight · total_variation(image)``); backward of the sum over images; per-image gradient clipping (or
-    normalisation); optimiser step with the scheduled lr; ``renderer.project(params, projection)``; keep-the-best
-    by global loss; a snapshot every ``snapshot_every`` steps; ``callback(StepInfo)`` (returning ``False`` stops early).
+    ``tv_weight · total_variation(image)`` and the renderer's ``regularizer(params)`` if it has one); backward of
+    the sum over images; per-image gradient clipping (or normalisation); optimiser step with the scheduled lr;
+    ``renderer.project(params, projection)``; keep-the-best by global loss; a snapshot every ``snapshot_every``
+    steps; ``callback(StepInfo)`` (returning ``False`` stops early).
     """
     cfg = resolve_translation(cfg.validate(), clip)
     reference = int(getattr(clip, "image_size", NORMALIZED_STEP_SIDE))
@@ -242,6 +243,11 @@ def run_guidance(
             total = out["loss"].sum()
             if cfg.tv_weight > 0:  # L_b + λ_tv TV(x_b): a prior on the picture, not part of keep-best's score
                 total = total + cfg.tv_weight * total_variation(images).sum()
+            prior = getattr(renderer, "regularizer", None)  # a renderer's own prior on its parameters, [B]
+            if prior is not None:
+                reg = prior(params)
+                if reg is not None:
+                    total = total + reg.sum()
             total.backward()
             if cfg.grad_normalize or cfg.grad_clip > 0:
                 norm = per_image_grad_norm(leaves)

@@ -8,7 +8,9 @@ A renderer turns parameters (a list of tensors whose leading dimension is the im
 * ``render(params) -> [B, 3, H, W]`` in [0, 1], differentiable;
 * ``project(params, projection)``: after each step, in place, so that the rendered image equals
   ``projection(render(params))`` (clamp or dynamic thresholding);
-* ``param_groups(params)``: optimiser groups, each optionally with an ``lr_scale``.
+* ``param_groups(params)``: optimiser groups, each optionally with an ``lr_scale``;
+* optionally ``regularizer(params) -> [B] | None``: the renderer's own prior on its parameters, added to the
+  guidance loss (the strokes' opacity sparsity, say); not part of keep-best's score.
 
 Renderers register by name (:func:`register_renderer`); :func:`build_renderer` makes one from its
 options (a dict validated against the renderer's ``Options`` dataclass).

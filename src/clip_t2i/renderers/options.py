@@ -51,6 +51,7 @@ class StrokeOptions:
     colour_lr: float = 0.01  # colour lr as a fraction of the guidance lr (CLIPDraw: 0.01 / 1.0)
     fixed_alpha: float | None = None  # if set, every stroke's alpha is fixed to this value (no alpha gradient)
     init_alpha: float | None = None  # if set, every stroke starts at this alpha (still learnt); None = uniform random
+    alpha_l1: float = 0.0  # λ of the prior λ·mean_i α_i added to the loss: strokes the guide does not need fade out
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,8 @@ def _check(o: StrokeOptions) -> None:
         raise UserError("backend 'diffvg' needs pydiffvg (build BachiLi/diffvg from source) or use backend=torch")
     if o.fixed_alpha is not None and not 0.0 < o.fixed_alpha <= 1.0:
         raise UserError(f"fixed_alpha must lie in (0, 1], got {o.fixed_alpha}")
+    if o.alpha_l1 < 0:
+        raise UserError(f"alpha_l1 must be >= 0, got {o.alpha_l1}")
     if o.init_alpha is not None and not 0.0 <= o.init_alpha <= 1.0:
         raise UserError(f"init_alpha must lie in [0, 1], got {o.init_alpha}")
 
@@ -287,6 +289,12 @@ class StrokeRenderer:
         if self.backend == "diffvg":  # pragma: no cover - needs a compiled diffvg
             return _rasterise_diffvg(points, widths, colours, segments, self.size, o.background)
         return rasterise(points, widths, colours, segments, self.size, o.background, o.samples, o.tile)
+
+    def regularizer(self, params: list[Tensor]) -> Tensor | None:
+        """Sparsity prior on the strokes' opacity, per image: ``alpha_l1 · mean_i α_i`` (None when off)."""
+        if self.options.alpha_l1 <= 0 or self.options.fixed_alpha is not None:
+            return None
+        return self.options.alpha_l1 * params[2][..., 3].mean(-1)
 
     def coverage(self, params: list[Tensor]) -> Tensor:
         """Per-path coverage ``[B, N, H, W]`` of the torch rasteriser (before colour alpha), without gradient."""
