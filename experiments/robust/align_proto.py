@@ -87,6 +87,13 @@ def main() -> None:
     ap.add_argument("--distill", type=float, default=0.0, help="weight of the embedding distillation term")
     ap.add_argument("--teacher", default="shapes-clip", help="frozen CLIP whose image embeddings --distill keeps")
     ap.add_argument("--eps", type=float, default=6.0, help="adversarial L2 radius at 224² (rescaled)")
+    ap.add_argument(
+        "--noise",
+        type=float,
+        default=0.0,
+        help="Gaussian-noise training (Kaur et al. 2019): a contrastive term on x* + σ·N(0, I), σ ~ U[0, NOISE]",
+    )
+    ap.add_argument("--noise-weight", type=float, default=1.0, help="weight of the --noise term")
     ap.add_argument("--p-edit", type=float, default=0.3)
     ap.add_argument("--edit-shape-share", type=float, default=1 / 3, help="share of edits that change the shape")
     ap.add_argument(
@@ -140,6 +147,8 @@ def main() -> None:
     clip.config["robust"] = {"objective": "align", "align": args.align, "clip_weight": args.clip_weight}
     if args.adv:
         clip.config["robust"].update(adv=args.adv, norm="l2", eps_224=args.eps)
+    if args.noise > 0:
+        clip.config["robust"].update(noise_sigma_max=args.noise, noise_weight=args.noise_weight)
     teacher = None
     if args.distill > 0:
         clip.config["robust"].update(distill=args.distill, teacher=args.teacher)
@@ -243,6 +252,12 @@ def main() -> None:
             fa = clip.encode_image(x_adv.detach(), normalize=True)
             l_adv = multi_positive_info_nce(scale * fa @ tgt.T, pos)
             loss = loss + args.adv * l_adv
+        l_noise = torch.zeros(())
+        if args.noise > 0:  # L = w · InfoNCE(f(x* + σ ε), text), σ ~ U[0, s] per image, ε ~ N(0, I)
+            sigma = args.noise * torch.rand(args.batch, 1, 1, 1, generator=g)
+            xn = x_star + sigma * torch.randn(x_star.shape, generator=g)
+            l_noise = multi_positive_info_nce(scale * clip.encode_image(xn, normalize=True) @ tgt.T, pos)
+            loss = loss + args.noise_weight * l_noise
         l_distill = torch.zeros(())
         if teacher is not None:
             xd = torch.cat([x_star, x_t.detach()])
@@ -262,6 +277,7 @@ def main() -> None:
                 "align_cos": round(float(a.mean()), 4),
                 "adv": round(float(l_adv), 4),
                 "distill": round(float(l_distill), 4),
+                "noise": round(float(l_noise), 4),
                 "lr": sched.get_last_lr()[0],
                 "s": round(time.time() - t0, 1),
             }
