@@ -33,6 +33,7 @@ args_for() {  # the single change each run makes to the baseline
     mifid1) echo "--set discriminator.mi_source=fidelity --set loss.mi_weight=0.1" ;;
     mik8) echo "--set loss.mi_weight=1.0 --set loss.mi_dims=8" ;;  # H7: InfoGAN codes, 8 of z's 100 dims, λ 1
     mik8g4) echo "--set loss.mi_weight=1.0 --set loss.mi_dims=8 --set discriminator.group_std=4" ;;
+    ms01) echo "--set loss.ms_weight=0.1" ;;             # H9: MSGAN's mode-seeking term on same-caption pairs
     p8r) echo "" ;;                                      # H8: G and D wrap the robust patch-8 CLIP (clip_for)
     p8v) echo "" ;;                                      # H8': a vanilla patch-8 CLIP: token size without robustness
     *) echo "unknown run $1" >&2; exit 2 ;;
