@@ -94,8 +94,8 @@ def gan_step(
 ) -> dict[str, Any]:
     """One iteration: x̂ = G(z, e); D step on sg(x̂); G step on x̂ through the updated, frozen D.
 
-    ``z2 [m, z_dim]`` (mode seeking, ``loss.ms_weight`` > 0): the G step also makes x̂₂ = G(z2, e[:m]) and passes
-    the pairs (x̂[:m], x̂₂) to the generator loss; the discriminator never sees x̂₂.
+    ``z2 [m, z_dim]`` (mode seeking, ``loss.ms_weight`` > 0): the same forward also makes x̂₂ = G(z2, e[:m]), and
+    the G step passes the pairs (x̂[:m], x̂₂) to the generator loss; the discriminator never sees x̂₂.
 
     ``joint(loss)`` maps a local loss to the value every process sees (mean over processes), so a non-finite
     loss anywhere skips the step everywhere. Returns the loss statistics plus ``skipped/D`` and ``skipped/G``
@@ -104,7 +104,11 @@ def gan_step(
     backward = backward or (lambda loss: loss.backward())
     joint = joint or (lambda t: t)
     with autocast():
-        fake = G(z, e)
+        if z2 is None:
+            fake, fake2 = G(z, e), None
+        else:  # one forward for both latents (a second forward before backward would trip DDP's reducer)
+            both = G(torch.cat([z, z2]), torch.cat([e, e[: z2.shape[0]]]))
+            fake, fake2 = both[: z.shape[0]], both[z.shape[0] :]
     d_toggle(True)
     with autocast():
         loss_d, st_d = loss_fn.discriminator(real, fake, e, z)
@@ -116,7 +120,7 @@ def gan_step(
     d_toggle(False)
     try:
         with autocast():
-            pair = None if z2 is None else (G(z2, e[: z2.shape[0]]), z2)
+            pair = None if z2 is None else (fake2, z2)
             loss_g, st_g = loss_fn.generator(fake, e, z, pair)
         ok_g = finite_or_skip(joint(loss_g.detach()), step, lambda m: on_skip and on_skip("G", m))
         if ok_g:
