@@ -24,16 +24,14 @@ PROMPTS = [
 
 def real_rows(prompts: list[str], n: int, seed: int) -> torch.Tensor:
     from clip_t2i.data.shapes import ShapesWorld
-    from clip_t2i.metrics.judges.diversity import _real_labels
+    from clip_t2i.metrics.judges.diversity import caption_renders
     from clip_t2i.metrics.judges.prompts import read_prompt
 
     world = ShapesWorld(size=64, level="one", split="all")
-    out = []
-    for i, p in enumerate(prompts):
-        allowed = _real_labels(read_prompt(p).target)
-        g = torch.Generator().manual_seed(seed * 1000 + i)
-        labels = allowed[torch.randint(len(allowed), (n,), generator=g)]
-        out.append(world.render(world.sample_scenes(n, g, labels=labels)))
+    out = [
+        caption_renders(world, read_prompt(p).target, n, torch.Generator().manual_seed(seed * 1000 + i))
+        for i, p in enumerate(prompts)
+    ]
     return torch.stack(out)  # [P, n, 3, 64, 64]
 
 

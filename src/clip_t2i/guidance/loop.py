@@ -214,6 +214,7 @@ def run_guidance(
     snapshots: list[tuple[int, Tensor]] = []
     history: list[dict[str, float]] = []
     vg, vp = cfg.global_views, cfg.patch_views
+    prior = getattr(renderer, "regularizer", None)  # a renderer's own prior on its parameters, [B] (optional)
     with frozen(clip):
         for step in range(cfg.steps):
             factor = _lr_factor(cfg, step)
@@ -243,7 +244,6 @@ def run_guidance(
             total = out["loss"].sum()
             if cfg.tv_weight > 0:  # L_b + λ_tv TV(x_b): a prior on the picture, not part of keep-best's score
                 total = total + cfg.tv_weight * total_variation(images).sum()
-            prior = getattr(renderer, "regularizer", None)  # a renderer's own prior on its parameters, [B]
             if prior is not None:
                 reg = prior(params)
                 if reg is not None:

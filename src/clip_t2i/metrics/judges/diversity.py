@@ -52,6 +52,14 @@ def _real_labels(attrs: dict[str, int | None]) -> Tensor:
     return torch.tensor(out)
 
 
+def caption_renders(world: Any, attrs: dict[str, int | None], n: int, generator: torch.Generator) -> Tensor:
+    """``n`` world renders of a caption: one-object labels drawn uniformly among those consistent with the named
+    attributes, each with the world's random nuisance factors."""
+    allowed = _real_labels(attrs)
+    labels = allowed[torch.randint(len(allowed), (n,), generator=generator)]
+    return world.render(world.sample_scenes(n, generator, labels=labels))
+
+
 class RealFactorSpread:
     """Std of every fitted factor on ``n`` world renders of a caption (cached per set of named attributes)."""
 
@@ -67,9 +75,7 @@ class RealFactorSpread:
             world = ShapesWorld(size=64, level="one", split="all")
             code = sum((9 if v is None else v) * 10**j for j, v in enumerate(key))  # deterministic per caption
             g = torch.Generator().manual_seed(self.seed * 100_000 + code)
-            allowed = _real_labels(attrs)
-            labels = allowed[torch.randint(len(allowed), (self.n,), generator=g)]
-            fit = self.judge.fit(world.render(world.sample_scenes(self.n, g, labels=labels)))
+            fit = self.judge.fit(caption_renders(world, attrs, self.n, g))
             keep = fit.recognised
             self._cache[key] = {k: _std(v[keep]) for k, v in fit.factors().items()}
         return self._cache[key]
