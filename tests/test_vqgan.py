@@ -200,6 +200,43 @@ def test_training_writes_a_loadable_model_and_resumes_exactly(tmp_path: Path) ->
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_position_augmentation_mirrors_and_shifts_and_resumes_exactly(tmp_path: Path) -> None:
+    import dataclasses
+
+    from clip_t2i.renderers.vqgan.train import augment, train_vqgan
+
+    x = torch.rand(64, 3, 8, 8)
+    same = augment(x, False, 0, torch.Generator().manual_seed(0))
+    assert torch.equal(same, x)
+    flipped = augment(x, True, 0, torch.Generator().manual_seed(0))
+    is_flip = [torch.equal(f, o.flip(-1)) for f, o in zip(flipped, x, strict=True)]
+    is_same = [torch.equal(f, o) for f, o in zip(flipped, x, strict=True)]
+    assert all(a or b for a, b in zip(is_flip, is_same, strict=True)) and 10 < sum(is_flip) < 54
+    shifted = augment(x, False, 2, torch.Generator().manual_seed(0))
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="replicate")
+    offsets = set()
+    for i in range(64):  # every output is one 8x8 window of the edge-padded image
+        hits = [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if torch.equal(shifted[i], padded[i, :, dy : dy + 8, dx : dx + 8])
+        ]
+        assert hits
+        offsets.update(hits)
+    assert len(offsets) > 10  # the offsets vary over the batch
+    with pytest.raises(UserError, match="--shift"):
+        train_vqgan(_tiny_train_config(tmp_path / "bad", shift=8))
+    assert not (tmp_path / "bad").exists()
+    cfg = _tiny_train_config(tmp_path / "full", hflip=True, shift=2)
+    full = train_vqgan(cfg)
+    part = dataclasses.replace(cfg, out=str(tmp_path / "part"), steps=2)
+    train_vqgan(part)
+    resumed = train_vqgan(dataclasses.replace(part, steps=cfg.steps, resume=True))
+    a, b = load_vqgan(full).state_dict(), load_vqgan(resumed).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_training_refuses_codebook_size_zero(tmp_path: Path) -> None:
     from clip_t2i.renderers.vqgan.train import train_vqgan
 

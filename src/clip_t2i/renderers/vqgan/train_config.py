@@ -36,6 +36,8 @@ class VQGANTrainConfig:
     disc_weight: float = 0.0  # weight of the hinge patch-discriminator term (0 = no discriminator)
     disc_start: int = 500  # step from which the discriminator trains and its term is on
     restart_every: int = 100  # steps between dead-code restarts (0 = off)
+    hflip: bool = False  # augment: mirror each training image left-right with probability 1/2
+    shift: int = 0  # augment: translate each training image by up to ±shift px (edge pixels repeated)
     seed: int = 0
     mixed_precision: str = "no"
     threads: int = 0
@@ -82,6 +84,9 @@ def validate(cfg: VQGANTrainConfig) -> None:
     check_float(cfg.disc_weight, "--disc-weight", nonnegative=True)
     check_int(cfg.disc_start, "--disc-start", minimum=0)
     check_int(cfg.restart_every, "--restart-every", minimum=0)
+    check_int(cfg.shift, "--shift", minimum=0)
+    if cfg.shift >= cfg.resolution // 2:
+        raise UserError(f"--shift must be below half the resolution ({cfg.resolution // 2} px), got {cfg.shift}")
     check_int(cfg.log_every, "--log-every")
     check_int(cfg.sample_every, "--sample-every", minimum=0)
     check_int(cfg.ckpt_every, "--ckpt-every", minimum=0)
