@@ -212,6 +212,10 @@ def test_position_augmentation_mirrors_and_shifts_and_resumes_exactly(tmp_path: 
     is_flip = [torch.equal(f, o.flip(-1)) for f, o in zip(flipped, x, strict=True)]
     is_same = [torch.equal(f, o) for f, o in zip(flipped, x, strict=True)]
     assert all(a or b for a, b in zip(is_flip, is_same, strict=True)) and 10 < sum(is_flip) < 54
+    both = augment(x, True, 0, torch.Generator().manual_seed(0), vflip=True)  # same left-right draws, then top-bottom
+    is_v = [torch.equal(g, f.flip(-2)) for g, f in zip(both, flipped, strict=True)]
+    is_kept = [torch.equal(g, f) for g, f in zip(both, flipped, strict=True)]
+    assert all(a or b for a, b in zip(is_v, is_kept, strict=True)) and 10 < sum(is_v) < 54
     shifted = augment(x, False, 2, torch.Generator().manual_seed(0))
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="replicate")
     offsets = set()
@@ -228,7 +232,7 @@ def test_position_augmentation_mirrors_and_shifts_and_resumes_exactly(tmp_path: 
     with pytest.raises(UserError, match="--shift"):
         train_vqgan(_tiny_train_config(tmp_path / "bad", shift=8))
     assert not (tmp_path / "bad").exists()
-    cfg = _tiny_train_config(tmp_path / "full", hflip=True, shift=2)
+    cfg = _tiny_train_config(tmp_path / "full", hflip=True, vflip=True, shift=2)
     full = train_vqgan(cfg)
     part = dataclasses.replace(cfg, out=str(tmp_path / "part"), steps=2)
     train_vqgan(part)

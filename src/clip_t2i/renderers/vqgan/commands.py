@@ -38,6 +38,7 @@ def train_vqgan_cmd(
     disc_start: Annotated[int, typer.Option(help="Step the discriminator starts at")] = _V.disc_start,
     restart_every: Annotated[int, typer.Option(help="Steps between dead-code restarts (0 = off)")] = _V.restart_every,
     hflip: Annotated[bool, typer.Option(help="Augment: random left-right mirror")] = _V.hflip,
+    vflip: Annotated[bool, typer.Option(help="Augment: random top-bottom mirror")] = _V.vflip,
     shift: Annotated[int, typer.Option(help="Augment: random translation by up to ±SHIFT px")] = _V.shift,
     seed: Annotated[int, typer.Option()] = _V.seed,
     mixed_precision: Annotated[str, typer.Option(help="no | bf16 | fp16 (GPU)")] = _V.mixed_precision,

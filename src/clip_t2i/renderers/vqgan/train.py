@@ -78,15 +78,19 @@ def restart_dead_codes(model: VQGAN, z: Tensor, used: Tensor, generator: torch.G
 
 
 @torch.no_grad()
-def augment(x: Tensor, hflip: bool, shift: int, generator: torch.Generator) -> Tensor:
+def augment(x: Tensor, hflip: bool, shift: int, generator: torch.Generator, vflip: bool = False) -> Tensor:
     """Position augmentation of a batch ``x [B, C, H, W]``: each image mirrored left-right with probability 1/2
-    (``hflip``) and translated by integers (dy, dx) ~ U{-shift..shift} with edge pixels repeated (``shift``).
+    (``hflip``), then top-bottom with probability 1/2 (``vflip``; the VQGAN is unconditional, so a mirrored caption
+    does not matter), and translated by integers (dy, dx) ~ U{-shift..shift} with edge pixels repeated (``shift``).
     It teaches the decoder every position equally, so a guide starting from a featureless code map is not pulled
     to where one rendered object happened to be common (experiments/renderers/vqgan_sensitivity.py)."""
     b, _, h, w = x.shape
     if hflip:
         flip = torch.rand(b, generator=generator) < 0.5
         x = torch.where(flip.view(b, 1, 1, 1).to(x.device), x.flip(-1), x)
+    if vflip:
+        flip = torch.rand(b, generator=generator) < 0.5
+        x = torch.where(flip.view(b, 1, 1, 1).to(x.device), x.flip(-2), x)
     if shift > 0:
         pad = torch.nn.functional.pad(x, (shift,) * 4, mode="replicate")
         off = torch.randint(0, 2 * shift + 1, (b, 2), generator=generator).tolist()
@@ -223,9 +227,9 @@ def train_vqgan(cfg: VQGANTrainConfig) -> Path:
     with StopOnInterrupt() as stop:
         while step < cfg.steps:
             x = next(data_iter)["image"].to(device)
-            if cfg.hflip or cfg.shift:  # per (seed, rank, step): --resume continues the same augmentation
+            if cfg.hflip or cfg.vflip or cfg.shift:  # per (seed, rank, step): --resume continues the same augmentation
                 gen = torch.Generator().manual_seed((cfg.seed * 1_000_003 + rank) * 10_000_019 + step)
-                x = augment(x, cfg.hflip, cfg.shift, gen)
+                x = augment(x, cfg.hflip, cfg.shift, gen, vflip=cfg.vflip)
             if step == 0:
                 init_codebook(model, x, torch.Generator().manual_seed(cfg.seed))
                 if world > 1:

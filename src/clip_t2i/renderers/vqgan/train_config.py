@@ -37,6 +37,7 @@ class VQGANTrainConfig:
     disc_start: int = 500  # step from which the discriminator trains and its term is on
     restart_every: int = 100  # steps between dead-code restarts (0 = off)
     hflip: bool = False  # augment: mirror each training image left-right with probability 1/2
+    vflip: bool = False  # augment: mirror each training image top-bottom with probability 1/2
     shift: int = 0  # augment: translate each training image by up to ±shift px (edge pixels repeated)
     seed: int = 0
     mixed_precision: str = "no"
