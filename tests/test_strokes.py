@@ -108,6 +108,7 @@ def test_init_alpha_starts_every_stroke_faint_but_learnt() -> None:
         {"min_width": -1.0},
         {"max_width": 0.5, "min_width": 1.0},
         {"init_alpha": 1.5},
+        {"fill": True, "backend": "diffvg"},
     ],
 )
 def test_bad_options_are_user_errors(opts) -> None:
@@ -168,6 +169,59 @@ def test_svg_rerendered_by_cairosvg_matches_raster() -> None:
     print(f"svg-vs-raster MAD {mad:.5f} < bound {bound:.5f}")
     assert mad < bound, (mad, bound)
     assert mad > 0  # the comparison is real: two different rasterisers
+
+
+def test_fill_covers_a_square_and_moves_its_edges() -> None:
+    """A closed path along a square's edges (straight cubics) covers the interior with 1, the outside with 0, and
+    its total coverage is the square's area (the box filter is exact for axis-aligned edges away from the corners,
+    and each of the 4 corner pixels is off by < 1/4); the gradient of the covered area moves the corners outward.
+    The square is offset by 1/4 px so no edge sits where the clamp's gradient vanishes (d = 1/2 exactly)."""
+    size = 32
+    r = _renderer(size, num_paths=1, max_segments=4, fill=True)
+    corners = torch.tensor([[8.0, 8.0], [24.0, 8.0], [24.0, 24.0], [8.0, 24.0], [8.0, 8.0]]) + 0.25
+    ctrl = [corners[0]]
+    for a, b in zip(corners[:-1], corners[1:], strict=True):  # straight cubic: control points at 1/3, 2/3
+        ctrl += [a + (b - a) / 3, a + 2 * (b - a) / 3, b]
+    pts = (torch.stack(ctrl) * (CANVAS / size)).view(1, 1, 13, 2).requires_grad_(True)
+    params = [pts, torch.ones(1, 1), torch.tensor([[[1.0, 0.0, 0.0, 1.0]]]), torch.tensor([[4]])]
+    cov = r.coverage(params)[0, 0]
+    assert torch.all(cov[9:23, 9:23] == 1) and torch.all(cov[:7] == 0) and torch.all(cov[:, 25:] == 0)
+    assert float(cov.sum()) == pytest.approx(16 * 16, abs=1.0)
+    area = 1.0 - r.render(params)[0, 1].mean()  # green channel: 1 outside, 0 inside the red square
+    area.backward()
+    g = pts.grad[0, 0]
+    # the top edge (segment 1, from P0) moves up, the left edge (segment 4, ending at P12) left, the bottom-right
+    # corner P6 (between segments 2 and 3) down and right
+    assert g[0, 1] < 0 and g[12, 0] < 0 and g[6, 0] > 0 and g[6, 1] > 0
+
+
+def test_filled_svg_rerendered_by_cairosvg_matches_raster() -> None:
+    """As for strokes: differences sit on the edge band, where each boundary contributes at most
+    ``alpha * (e_aa + delta + 0.1)``; two boundaries can meet in a band pixel (corners, crossings), hence 2 e_aa."""
+    cairosvg = pytest.importorskip("cairosvg")
+    from PIL import Image
+
+    size, samples = 48, 8
+    r = _renderer(size, num_paths=8, radius=0.15, samples=samples, fill=True, background=(0.1, 0.2, 0.3))
+    params = r.init(1, torch.Generator().manual_seed(1))
+    with torch.no_grad():  # random edits, so the paths are no longer circles
+        params[0] += torch.randn(params[0].shape, generator=torch.Generator().manual_seed(2)) * 8
+    raster = r.render(params).detach()[0]
+    svg = r.to_svg(params, 0)
+    assert 'fill-rule="evenodd"' in svg and " Z" in svg
+    png = cairosvg.svg2png(bytestring=svg.encode())
+    ref = torch.from_numpy(np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.float32) / 255.0)
+    mad = float((ref.permute(2, 0, 1) - (raster * 255).round() / 255).abs().mean())
+    cov = r.coverage(params)[0]
+    band = F.max_pool2d(((cov > 0) & (cov < 1)).float().unsqueeze(1), 3, 1, 1).squeeze(1)
+    pts = params[0][0].detach() * (size / CANVAS)
+    second = (pts[:, 2:] - 2 * pts[:, 1:-1] + pts[:, :-2]).norm(dim=-1).amax(1)
+    delta = 6 * second / (8 * samples**2)
+    alpha = params[2][0, :, 3].detach()
+    per_pixel = (band * (alpha * (2 * _half_plane_aa_error() + delta + 0.1)).view(-1, 1, 1)).sum(0)
+    bound = float(per_pixel.clamp(max=1.0).mean()) + 1.0 / 255
+    print(f"filled svg-vs-raster MAD {mad:.5f} < bound {bound:.5f}")
+    assert 0 < mad < bound, (mad, bound)
 
 
 def test_generate_writes_svg_and_refuses_existing(tmp_path) -> None:

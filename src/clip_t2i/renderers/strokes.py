@@ -16,6 +16,11 @@ of opacity ``w``), alpha ``a = c * colour_alpha``, and paths are composited in o
 ``I = bg * prod_i (1 - a_i) + sum_i a_i rgb_i prod_{j > i} (1 - a_j)``. The nearest chord is found without
 gradient, then the distance is recomputed with gradient to that chord only (the exact gradient of a min).
 
+With ``fill`` each path is closed by a straight chord back to its start and filled instead of stroked: coverage
+``c = clamp(1/2 + s d, 0, 1)`` with ``s = +1`` inside (even-odd rule, decided without gradient) and ``-1`` outside,
+so the one-pixel box filter sits on the boundary and the gradient moves the boundary (widths are then unused).
+Filled paths start as small circles (``radius`` of the canvas) at uniform random centres.
+
 When ``pydiffvg`` is importable and ``backend`` is ``auto`` or ``diffvg``, rendering goes through diffvg
 instead (same parameters, same compositing); it is not on PyPI, so ``auto`` normally means torch.
 """
@@ -64,6 +69,8 @@ def _check(o: StrokeOptions) -> None:
         raise UserError(f"alpha_l1 must be >= 0, got {o.alpha_l1}")
     if o.init_alpha is not None and not 0.0 <= o.init_alpha <= 1.0:
         raise UserError(f"init_alpha must lie in [0, 1], got {o.init_alpha}")
+    if o.fill and o.backend == "diffvg":
+        raise UserError("fill=true is drawn by the torch rasteriser only; use backend=torch or auto")
 
 
 def bezier_polyline(points: Tensor, samples: int) -> Tensor:
@@ -86,10 +93,26 @@ def _chord_distance(p: Tensor, a: Tensor, b: Tensor) -> Tensor:
     return (p - q).pow(2).sum(-1).add(1e-12).sqrt()
 
 
+def _crosses(p: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """Whether the ray from points ``p`` towards +x crosses segments ``a``-``b`` (half-open in y, so a vertex on
+    the ray is counted once): the even-odd rule's test."""
+    py, ay, by = p[..., 1], a[..., 1], b[..., 1]
+    straddle = (ay > py) != (by > py)
+    x_at = a[..., 0] + (py - ay) * (b[..., 0] - a[..., 0]) / torch.where(straddle, by - ay, torch.ones_like(by))
+    return straddle & (p[..., 0] < x_at)
+
+
 def path_coverage(
-    points_px: Tensor, widths_px: Tensor, segments: Tensor, size: int, samples: int, tile: int = 16
+    points_px: Tensor,
+    widths_px: Tensor,
+    segments: Tensor,
+    size: int,
+    samples: int,
+    tile: int = 16,
+    fill: bool = False,
 ) -> Tensor:
-    """Per-path coverage ``[B, N, H, W]`` (see :func:`stroke_coverage`) of pixel centres by each path's polyline.
+    """Per-path coverage ``[B, N, H, W]`` (see :func:`stroke_coverage`) of pixel centres by each path's polyline
+    (``fill``: by the closed path's interior, ``clamp(1/2 + s d, 0, 1)``, see the module docstring).
 
     ``points_px [B, N, 3K+1, 2]`` and ``widths_px [B, N]`` in pixels; chords past a path's ``segments`` count
     are ignored. Work is limited to the ``tile`` x ``tile`` pixel tiles that each path's bounding box (grown by
@@ -101,12 +124,18 @@ def path_coverage(
     a_all, b_all = verts[..., :-1, :], verts[..., 1:, :]  # [B, N, L, 2]
     n_chords = a_all.shape[-2]
     valid = torch.arange(n_chords, device=dev) < (segments.unsqueeze(-1) * samples)  # [B, N, L]
+    if fill:  # close every path: one more chord from its last used vertex back to its first
+        end = torch.gather(verts, 2, (segments * samples).view(b, n, 1, 1).expand(b, n, 1, 2))
+        a_all, b_all = torch.cat([a_all, end], 2), torch.cat([b_all, verts[..., :1, :]], 2)
+        valid = torch.cat([valid, torch.ones_like(valid[..., :1])], -1)
+        n_chords += 1
     nt = -(-size // tile)
     with torch.no_grad():
-        vmask = torch.cat([valid, torch.ones_like(valid[..., :1])], -1).unsqueeze(-1)  # [B, N, L+1, 1]
+        vmask = torch.arange(verts.shape[2], device=dev) <= (segments.unsqueeze(-1) * samples)
+        vmask = vmask.unsqueeze(-1)  # [B, N, L+1, 1]: the vertices of the used segments
         lo = verts.detach().masked_fill(~vmask, float("inf")).amin(2)  # [B, N, 2]
         hi = verts.detach().masked_fill(~vmask, float("-inf")).amax(2)
-        reach = (widths_px.detach().clamp(min=1.0) / 2 + 1.0).unsqueeze(-1)
+        reach = (torch.ones_like(widths_px) if fill else widths_px.detach().clamp(min=1.0) / 2 + 1.0).unsqueeze(-1)
         lo, hi = lo - reach, hi + reach
         edges = torch.arange(nt, device=dev, dtype=dt) * tile  # tile [e, e + tile)
         over_x = (hi[..., :1] >= edges) & (lo[..., :1] <= edges + tile)  # [B, N, nt]
@@ -119,6 +148,7 @@ def path_coverage(
     a_p, b_p, v_p = a_all[bi, ni], b_all[bi, ni], valid[bi, ni]  # [M, L, 2], [M, L]
     m = pairs.shape[0]
     nearest = torch.empty(m, tile * tile, dtype=torch.long, device=dev)
+    inside = torch.zeros(m, tile * tile, dtype=torch.bool, device=dev)
     with torch.no_grad():
         step = max(1, 2_000_000 // max(1, tile * tile * n_chords))
         for s in range(0, m, step):
@@ -128,9 +158,19 @@ def path_coverage(
                 b_p[s : s + step].detach().unsqueeze(1),
             )  # [m', TT, L]
             nearest[s : s + step] = d.masked_fill(~v_p[s : s + step].unsqueeze(1), float("inf")).argmin(-1)
+            if fill:
+                cross = _crosses(
+                    pix[s : s + step].unsqueeze(2),
+                    a_p[s : s + step].detach().unsqueeze(1),
+                    b_p[s : s + step].detach().unsqueeze(1),
+                )
+                inside[s : s + step] = (cross & v_p[s : s + step].unsqueeze(1)).sum(-1) % 2 == 1
     idx = nearest.unsqueeze(-1).expand(m, tile * tile, 2)
     d = _chord_distance(pix, torch.gather(a_p, 1, idx), torch.gather(b_p, 1, idx))  # [M, TT]
-    cov = stroke_coverage(d, widths_px[bi, ni].unsqueeze(-1))  # [M, TT]
+    if fill:
+        cov = (0.5 + torch.where(inside, d, -d)).clamp(0.0, 1.0)  # [M, TT]
+    else:
+        cov = stroke_coverage(d, widths_px[bi, ni].unsqueeze(-1))  # [M, TT]
     dense = torch.zeros(b, n, nt, nt, tile, tile, device=dev, dtype=cov.dtype)
     dense = dense.index_put((bi, ni, ty, tx), cov.view(m, tile, tile))
     return dense.permute(0, 1, 2, 4, 3, 5).reshape(b, n, nt * tile, nt * tile)[..., :size, :size]
@@ -166,10 +206,11 @@ def rasterise(
     background: Sequence[float] = (1.0, 1.0, 1.0),
     samples: int = 8,
     tile: int = 16,
+    fill: bool = False,
 ) -> Tensor:
     """Differentiable render ``[B, 3, size, size]`` of stroke parameters in 224-units (see module docstring)."""
     scale = size / CANVAS
-    cov = path_coverage(points * scale, widths * scale, segments, size, samples, tile)
+    cov = path_coverage(points * scale, widths * scale, segments, size, samples, tile, fill)
     alpha = cov * colours[..., 3].view(*colours.shape[:2], 1, 1)
     bg = torch.tensor(list(background), dtype=points.dtype, device=points.device)
     return composite(alpha, colours[..., :3], bg)
@@ -210,9 +251,16 @@ def _fmt(v: float) -> str:
 
 
 def strokes_to_svg(
-    points: Tensor, widths: Tensor, colours: Tensor, segments: Tensor, size: int, background: Sequence[float]
+    points: Tensor,
+    widths: Tensor,
+    colours: Tensor,
+    segments: Tensor,
+    size: int,
+    background: Sequence[float],
+    fill: bool = False,
 ) -> str:
-    """One image's strokes (``points [N, 3K+1, 2]`` etc. in 224-units) as an SVG document of ``size`` pixels."""
+    """One image's strokes (``points [N, 3K+1, 2]`` etc. in 224-units) as an SVG document of ``size`` pixels
+    (``fill``: closed paths filled with the even-odd rule, no stroke)."""
     scale = size / CANVAS
     bg = ",".join(str(round(float(c) * 255)) for c in background)
     lines = [
@@ -228,6 +276,12 @@ def strokes_to_svg(
             c = p[3 * s + 1 : 3 * s + 4]
             d += " C " + " ".join(f"{_fmt(x)} {_fmt(y)}" for x, y in c)
         r, g, b, a = (float(v) for v in colours[i].detach().clamp(0, 1).cpu())
+        if fill:
+            lines.append(
+                f'<path d="{d} Z" fill="rgb({r * 255:.2f},{g * 255:.2f},{b * 255:.2f})" fill-opacity="{a:.5f}" '
+                'fill-rule="evenodd" stroke="none"/>'
+            )
+            continue
         lines.append(
             f'<path d="{d}" fill="none" stroke="rgb({r * 255:.2f},{g * 255:.2f},{b * 255:.2f})" '
             f'stroke-opacity="{a:.5f}" stroke-width="{float(widths[i].detach()) * scale:.4f}" '
@@ -252,7 +306,8 @@ class StrokeRenderer:
         _check(self.options)
         self.backend = (
             "diffvg"
-            if self.options.backend == "diffvg" or (self.options.backend == "auto" and diffvg_available())
+            if self.options.backend == "diffvg"
+            or (self.options.backend == "auto" and diffvg_available() and not self.options.fill)
             else "torch"
         )
 
@@ -269,8 +324,15 @@ class StrokeRenderer:
         for g in gens:
             seg = torch.randint(1, k + 1, (n,), generator=g)
             start = torch.rand(n, 1, 2, generator=g)
-            steps = (torch.rand(n, 3 * k, 2, generator=g) - 0.5) * o.radius
-            pts.append(torch.cat([start, start + steps.cumsum(1)], 1) * CANVAS)
+            if o.fill:  # a circle of radius `radius` through the 3 * seg + 1 control points, the rest on its end
+                j = torch.arange(3 * k + 1).view(1, -1)
+                frac = (j / (3 * seg.view(-1, 1))).clamp(max=1.0)  # [n, 3k+1]
+                ang = 2 * torch.pi * frac
+                ring = torch.stack([ang.cos(), ang.sin()], -1) * o.radius
+                pts.append((start + ring) * CANVAS)
+            else:
+                steps = (torch.rand(n, 3 * k, 2, generator=g) - 0.5) * o.radius
+                pts.append(torch.cat([start, start + steps.cumsum(1)], 1) * CANVAS)
             col = torch.rand(n, 4, generator=g)
             if o.init_alpha is not None:
                 col[:, 3] = o.init_alpha
@@ -288,7 +350,7 @@ class StrokeRenderer:
         o = self.options
         if self.backend == "diffvg":  # pragma: no cover - needs a compiled diffvg
             return _rasterise_diffvg(points, widths, colours, segments, self.size, o.background)
-        return rasterise(points, widths, colours, segments, self.size, o.background, o.samples, o.tile)
+        return rasterise(points, widths, colours, segments, self.size, o.background, o.samples, o.tile, o.fill)
 
     def regularizer(self, params: list[Tensor]) -> Tensor | None:
         """Sparsity prior on the strokes' opacity, per image: ``alpha_l1 · mean_i α_i`` (None when off)."""
@@ -301,9 +363,8 @@ class StrokeRenderer:
         points, widths, _, segments = params
         scale = self.size / CANVAS
         with torch.no_grad():
-            return path_coverage(
-                points * scale, widths * scale, segments, self.size, self.options.samples, self.options.tile
-            )
+            o = self.options
+            return path_coverage(points * scale, widths * scale, segments, self.size, o.samples, o.tile, o.fill)
 
     @torch.no_grad()
     def project(self, params: list[Tensor], projection: Callable[[Tensor], Tensor]) -> None:
@@ -326,6 +387,7 @@ class StrokeRenderer:
     def to_svg(self, params: list[Tensor], index: int) -> str:
         """Image ``index``'s strokes as an SVG document."""
         points, widths, colours, segments = params
+        o = self.options
         return strokes_to_svg(
-            points[index], widths[index], colours[index], segments[index], self.size, self.options.background
+            points[index], widths[index], colours[index], segments[index], self.size, o.background, o.fill
         )
