@@ -1,6 +1,7 @@
 """Strokes benchmark: the same prompts, seed and preset with the vanilla and the robust CLIP; judged accuracy and
 an independent CLIP score (shapes-clip-rn). Usage:
 python experiments/renderers/strokes_eval.py [N_PROMPTS] [STEPS] [OUT_DIR] [--models A,B,...] [--tag T]
+[--option KEY=JSON ...] (renderer options over the preset's, e.g. --option fill=true)
 (images + JSON; default results/; default models shapes-clip,shapes-clipag; a model file's folder names its row)."""
 
 from __future__ import annotations
@@ -31,16 +32,27 @@ def main() -> None:
     ap.add_argument("root", nargs="?", type=Path, default=ROOT)
     ap.add_argument("--models", default="shapes-clip,shapes-clipag")
     ap.add_argument("--tag", default="", help="suffix of the summary JSON's name")
+    ap.add_argument("--option", action="append", default=[], help="renderer option KEY=JSON (repeatable)")
     args = ap.parse_args()
+    options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.option)}
     n, steps, root = args.n, args.steps, args.root
     prompts = [p["prompt"] for p in shapes_eval_prompts(n)]
     scorer = load_clip("shapes-clip-rn")
-    summary: dict = {"n_prompts": n, "steps": steps, "preset": "strokes", "seed": 0, "models": {}}
+    summary: dict = {"n_prompts": n, "steps": steps, "preset": "strokes", "options": options, "seed": 0, "models": {}}
     for model in args.models.split(","):
         name = model_name(model)
         out = root / f"strokes-{name}"
         t0 = time.perf_counter()
-        res = clip_t2i.generate(prompts, model=model, preset="strokes", seeds=[0], steps=steps, out=out, overwrite=True)
+        res = clip_t2i.generate(
+            prompts,
+            model=model,
+            preset="strokes",
+            seeds=[0],
+            steps=steps,
+            out=out,
+            overwrite=True,
+            renderer_options=options or None,
+        )
         secs = time.perf_counter() - t0
         report = judge_directory(out)
         cs = compute_clip_score(res.images, prompts, scorer, eval_model_id="shapes-clip-rn", guide_model_id=model)
