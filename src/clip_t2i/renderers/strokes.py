@@ -316,7 +316,8 @@ class StrokeRenderer:
     ) -> list[Tensor]:
         """CLIPDraw's start: uniform start point, each control point a random-walk step of ``radius`` from the
         previous one, 1..max_segments segments, width ``init_width``, uniform random RGBA (alpha ``init_alpha`` when
-        set: a faint start leaves the strokes the gradient does not use near-invisible instead of clutter)."""
+        set: a faint start leaves the strokes the gradient does not use near-invisible instead of clutter). With
+        ``fill``, each path starts as a circle of radius ``radius`` around its uniform start point instead."""
         o = self.options
         gens = per_image_generators(batch, generator)
         n, k = o.num_paths, o.max_segments
