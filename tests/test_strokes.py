@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 
 import numpy as np
 import pytest
@@ -193,6 +194,37 @@ def test_fill_covers_a_square_and_moves_its_edges() -> None:
     # the top edge (segment 1, from P0) moves up, the left edge (segment 4, ending at P12) left, the bottom-right
     # corner P6 (between segments 2 and 3) down and right
     assert g[0, 1] < 0 and g[12, 0] < 0 and g[6, 0] > 0 and g[6, 1] > 0
+
+
+def test_polygon_mode_straightens_segments_and_moves_only_anchors() -> None:
+    """``polygon``: a square given by its anchors alone (inner control points random) renders exactly like the
+    square built from straight cubics, and its SVG is the same; the inner control points get no gradient."""
+    size = 32
+    corners = torch.tensor([[8.0, 8.0], [24.0, 8.0], [24.0, 24.0], [8.0, 24.0], [8.0, 8.0]]) + 0.25
+    ctrl = [corners[0]]
+    for a, b in zip(corners[:-1], corners[1:], strict=True):
+        ctrl += [a + (b - a) / 3, a + 2 * (b - a) / 3, b]
+    straight = (torch.stack(ctrl) * (CANVAS / size)).view(1, 1, 13, 2)
+    messy = straight.clone()
+    inner = torch.ones(13, dtype=torch.bool)
+    inner[0::3] = False
+    messy[0, 0, inner] += torch.randn(int(inner.sum()), 2, generator=torch.Generator().manual_seed(0)) * 20
+    messy.requires_grad_(True)
+    rest = [torch.ones(1, 1), torch.tensor([[[1.0, 0.0, 0.0, 1.0]]]), torch.tensor([[4]])]
+    plain = _renderer(size, num_paths=1, max_segments=4, fill=True)
+    poly = _renderer(size, num_paths=1, max_segments=4, fill=True, polygon=True)
+    a = plain.render([straight, *rest])
+    b = poly.render([messy, *rest])
+    # the two differ only by float32 rounding of the 1/3 points (coordinates < 224, so < 1e-4 px), and coverage is
+    # 1-Lipschitz in the distance
+    assert torch.allclose(a, b, atol=1e-4)
+    nums = [
+        [float(t) for t in re.findall(r"-?\d+\.?\d*", r.to_svg([p, *rest], 0).split("<path")[1].split('"')[1])]
+        for r, p in ((plain, straight), (poly, messy))
+    ]
+    assert len(nums[0]) == len(nums[1]) and all(abs(u - v) <= 1.1e-3 for u, v in zip(*nums, strict=True))
+    (1.0 - b[0, 1].mean()).backward()
+    assert torch.all(messy.grad[0, 0, inner] == 0) and messy.grad[0, 0, ~inner].abs().sum() > 0
 
 
 def test_filled_svg_rerendered_by_cairosvg_matches_raster() -> None:

@@ -52,6 +52,7 @@ class StrokeOptions:
     fixed_alpha: float | None = None  # if set, every stroke's alpha is fixed to this value (no alpha gradient)
     init_alpha: float | None = None  # if set, every stroke starts at this alpha (still learnt); None = uniform random
     alpha_l1: float = 0.0  # λ of the prior λ·mean_i α_i added to the loss: strokes the guide does not need fade out
+    polygon: bool = False  # straight segments: only every 3rd control point (the anchors) is free
     fill: bool = False  # closed, filled paths (even-odd rule, widths unused) instead of open strokes; torch backend
 
 

@@ -19,7 +19,9 @@ gradient, then the distance is recomputed with gradient to that chord only (the 
 With ``fill`` each path is closed by a straight chord back to its start and filled instead of stroked: coverage
 ``c = clamp(1/2 + s d, 0, 1)`` with ``s = +1`` inside (even-odd rule, decided without gradient) and ``-1`` outside,
 so the one-pixel box filter sits on the boundary and the gradient moves the boundary (widths are then unused).
-Filled paths start as small circles (``radius`` of the canvas) at uniform random centres.
+Filled paths start as small circles (``radius`` of the canvas) at uniform random centres. With ``polygon`` every
+segment is straight: its two inner control points are put at 1/3 and 2/3 of the chord between its anchors
+(``P_{3s}``, ``P_{3s+3}``) before rendering, so only the anchors move (a filled path is then a polygon with corners).
 
 When ``pydiffvg`` is importable and ``backend`` is ``auto`` or ``diffvg``, rendering goes through diffvg
 instead (same parameters, same compositing); it is not on PyPI, so ``auto`` normally means torch.
@@ -91,6 +93,15 @@ def _chord_distance(p: Tensor, a: Tensor, b: Tensor) -> Tensor:
     t = ((p - a) * ab).sum(-1) / (ab * ab).sum(-1).clamp_min(1e-12)
     q = a + t.clamp(0.0, 1.0).unsqueeze(-1) * ab
     return (p - q).pow(2).sum(-1).add(1e-12).sqrt()
+
+
+def polygonise(points: Tensor) -> Tensor:
+    """Straight segments: ``P_{3s+1} = P_{3s} + (P_{3s+3} - P_{3s}) / 3`` and ``P_{3s+2} = P_{3s} + 2 (P_{3s+3} -
+    P_{3s}) / 3`` for every segment of ``points [..., 3K + 1, 2]`` (the anchors are kept; gradients reach only them)."""
+    a = points[..., 0::3, :]  # [..., K + 1, 2]
+    d = a[..., 1:, :] - a[..., :-1, :]
+    inner = torch.stack([a[..., :-1, :], a[..., :-1, :] + d / 3, a[..., :-1, :] + 2 * d / 3], -2)  # [..., K, 3, 2]
+    return torch.cat([inner.flatten(-3, -2), a[..., -1:, :]], -2)
 
 
 def _crosses(p: Tensor, a: Tensor, b: Tensor) -> Tensor:
@@ -346,9 +357,13 @@ class StrokeRenderer:
         colours = torch.stack(cols).requires_grad_(True)
         return [points, widths, colours, torch.stack(segs)]
 
+    def _points(self, points: Tensor) -> Tensor:
+        return polygonise(points) if self.options.polygon else points
+
     def render(self, params: list[Tensor]) -> Tensor:
         points, widths, colours, segments = params
         o = self.options
+        points = self._points(points)
         if self.backend == "diffvg":  # pragma: no cover - needs a compiled diffvg
             return _rasterise_diffvg(points, widths, colours, segments, self.size, o.background)
         return rasterise(points, widths, colours, segments, self.size, o.background, o.samples, o.tile, o.fill)
@@ -362,6 +377,7 @@ class StrokeRenderer:
     def coverage(self, params: list[Tensor]) -> Tensor:
         """Per-path coverage ``[B, N, H, W]`` of the torch rasteriser (before colour alpha), without gradient."""
         points, widths, _, segments = params
+        points = self._points(points)
         scale = self.size / CANVAS
         with torch.no_grad():
             o = self.options
@@ -389,6 +405,7 @@ class StrokeRenderer:
         """Image ``index``'s strokes as an SVG document."""
         points, widths, colours, segments = params
         o = self.options
+        points = self._points(points)
         return strokes_to_svg(
             points[index], widths[index], colours[index], segments[index], self.size, o.background, o.fill
         )
