@@ -8,8 +8,9 @@
 #
 # Saved: config.json, eval.jsonl, train.log and the newest checkpoint's state.pt (G, G_ema, D, both Adam states,
 # step: everything --resume reads; read back with torch.load(weights_only=True)). The checkpoint's model file (the
-# EMA generator export) is left out: resume does not read it and the next checkpoint rewrites it. A save replaces
-# the previous save of the same run (git history keeps the old one). Restore refuses a run folder that exists.
+# EMA generator export) is left out: resume does not read it and the next checkpoint rewrites it. eval.jsonl is cut
+# at the checkpoint's step (the resumed run evaluates those steps again). A save replaces the previous save of the
+# same run (git history keeps the old one). Restore refuses a run folder that exists.
 set -euo pipefail
 cmd=${1:-}; arg=${2:-}
 [ -n "$cmd" ] && [ -n "$arg" ] || { echo "usage: $0 save RUN_DIR | restore NAME" >&2; exit 2; }
@@ -22,6 +23,13 @@ case "$cmd" in
     dest="$here/carry/$name"; tmp="$here/carry/.tmp-$name"
     rm -rf "$tmp"; mkdir -p "$tmp/checkpoints/$latest"
     cp "$run/config.json" "$run/eval.jsonl" "$run/train.log" "$tmp/"
+    # keep only the curve up to the checkpoint's step: the resumed run re-evaluates anything after it
+    python3 - "$tmp/eval.jsonl" "${latest#step_}" <<'PY'
+import json, sys
+path, step = sys.argv[1], int(sys.argv[2])
+rows = [line for line in open(path) if line.strip() and json.loads(line).get("step", 0) <= step]
+open(path, "w").writelines(rows)
+PY
     cp "$run/checkpoints/$latest/state.pt" "$tmp/checkpoints/$latest/"
     echo "$latest" > "$tmp/checkpoints/latest"
     rm -rf "$dest"; mv "$tmp" "$dest"
