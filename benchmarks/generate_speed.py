@@ -123,12 +123,17 @@ def main() -> None:
     save()
     out["reference"] = run_setting(clip, args.reference_preset, sub_prompts, sub_heldout, args.seed)
     save()
-    out["default"] = run_setting(clip, args.preset, sub_prompts, sub_heldout, args.seed)
-    save()
-    out["others"] = {}
-    for p in also:
-        out["others"][p] = run_setting(clip, p, sub_prompts, sub_heldout, args.seed)
+
+    def run_default_and_others(suffix: str, ps: list[str], ho: torch.Tensor) -> None:
+        """``default{suffix}`` and ``others{suffix}`` on prompts ``ps``, saved after each setting."""
+        out["default" + suffix] = run_setting(clip, args.preset, ps, ho, args.seed)
         save()
+        others = out["others" + suffix] = {}
+        for p in also:
+            others[p] = run_setting(clip, p, ps, ho, args.seed)
+            save()
+
+    run_default_and_others("", sub_prompts, sub_heldout)
     ref, new = out["reference"], out["default"]
     a, b = ref["seconds_per_correct"], new["seconds_per_correct"]
     out["speedup"] = round(a / b, 2) if a is not None and b is not None else None
@@ -136,12 +141,7 @@ def main() -> None:
     out["goal"] = "speedup >= 5 with default_accuracy_at_least_reference"
     save()
     if len(sub) < args.n:
-        out["default_full"] = run_setting(clip, args.preset, prompts, heldout, args.seed)
-        save()
-        out["others_full"] = {}
-        for p in also:
-            out["others_full"][p] = run_setting(clip, p, prompts, heldout, args.seed)
-            save()
+        run_default_and_others("_full", prompts, heldout)
     out["complete"] = True
     save()
     print(jsonout.dumps(out))
