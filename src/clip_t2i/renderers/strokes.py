@@ -163,19 +163,13 @@ def path_coverage(
     with torch.no_grad():
         step = max(1, 2_000_000 // max(1, tile * tile * n_chords))
         for s in range(0, m, step):
-            d = _chord_distance(
-                pix[s : s + step].unsqueeze(2),
-                a_p[s : s + step].detach().unsqueeze(1),
-                b_p[s : s + step].detach().unsqueeze(1),
-            )  # [m', TT, L]
-            nearest[s : s + step] = d.masked_fill(~v_p[s : s + step].unsqueeze(1), float("inf")).argmin(-1)
+            chunk = slice(s, s + step)
+            p_c, a_c, b_c = pix[chunk].unsqueeze(2), a_p[chunk].detach().unsqueeze(1), b_p[chunk].detach().unsqueeze(1)
+            v_c = v_p[chunk].unsqueeze(1)
+            d = _chord_distance(p_c, a_c, b_c)  # [m', TT, L]
+            nearest[chunk] = d.masked_fill(~v_c, float("inf")).argmin(-1)
             if fill:
-                cross = _crosses(
-                    pix[s : s + step].unsqueeze(2),
-                    a_p[s : s + step].detach().unsqueeze(1),
-                    b_p[s : s + step].detach().unsqueeze(1),
-                )
-                inside[s : s + step] = (cross & v_p[s : s + step].unsqueeze(1)).sum(-1) % 2 == 1
+                inside[chunk] = (_crosses(p_c, a_c, b_c) & v_c).sum(-1) % 2 == 1
     idx = nearest.unsqueeze(-1).expand(m, tile * tile, 2)
     d = _chord_distance(pix, torch.gather(a_p, 1, idx), torch.gather(b_p, 1, idx))  # [M, TT]
     if fill:
