@@ -137,6 +137,38 @@ def _half_plane_aa_error(n: int = 400) -> float:
     return worst + 2.0 / n  # grid resolution
 
 
+def _cairosvg_mad_and_bound(r: StrokeRenderer, params: list, size: int, samples: int) -> tuple[float, float, str]:
+    """Image 0's exported SVG rendered by cairosvg: (MAD to our uint8-quantised raster, the bound derived in
+    :func:`test_svg_rerendered_by_cairosvg_matches_raster`, the SVG)."""
+    import cairosvg
+    from PIL import Image
+
+    raster = r.render(params).detach()[0]
+    svg = r.to_svg(params, 0)
+    png = cairosvg.svg2png(bytestring=svg.encode())
+    ref = torch.from_numpy(np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.float32) / 255.0)
+    mad = float((ref.permute(2, 0, 1) - (raster * 255).round() / 255).abs().mean())
+    cov = r.coverage(params)[0]  # [N, H, W]
+    band = F.max_pool2d(((cov > 0) & (cov < 1)).float().unsqueeze(1), 3, 1, 1).squeeze(1)
+    pts = r._points(params[0][0].detach()) * (size / CANVAS)  # [N, 3K+1, 2] pixels, as rendered
+    second = (pts[:, 2:] - 2 * pts[:, 1:-1] + pts[:, :-2]).norm(dim=-1).amax(1)  # |P_{i+2} - 2 P_{i+1} + P_i|
+    delta = 6 * second / (8 * samples**2)  # |B''| <= 6 max second difference
+    alpha = params[2][0, :, 3].detach()
+    per_pixel = (band * (alpha * (2 * _half_plane_aa_error() + delta + 0.1)).view(-1, 1, 1)).sum(0)
+    return mad, float(per_pixel.clamp(max=1.0).mean()) + 1.0 / 255, svg
+
+
+def _straight_square(size: int) -> torch.Tensor:
+    """A closed 4-segment path ``[1, 1, 13, 2]`` in 224-units along the square (8.25 .. 24.25 px)^2 of a ``size``
+    canvas, each side a straight cubic (inner control points at 1/3 and 2/3). The 1/4 px offset keeps every edge
+    off d = 1/2 exactly, where the clamp's gradient vanishes."""
+    corners = torch.tensor([[8.0, 8.0], [24.0, 8.0], [24.0, 24.0], [8.0, 24.0], [8.0, 8.0]]) + 0.25
+    ctrl = [corners[0]]
+    for a, b in zip(corners[:-1], corners[1:], strict=True):
+        ctrl += [a + (b - a) / 3, a + 2 * (b - a) / 3, b]
+    return (torch.stack(ctrl) * (CANVAS / size)).view(1, 1, 13, 2)
+
+
 def test_svg_rerendered_by_cairosvg_matches_raster() -> None:
     """cairosvg renders the exported SVG; the mean absolute difference to our raster is below a derived bound.
 
@@ -147,26 +179,11 @@ def test_svg_rerendered_by_cairosvg_matches_raster() -> None:
     default flattening tolerance; a colour channel moves by at most the alpha error. Both images are quantised
     to uint8 (1/255).
     """
-    cairosvg = pytest.importorskip("cairosvg")
-    from PIL import Image
-
+    pytest.importorskip("cairosvg")
     size, samples = 48, 8
     r = _renderer(size, num_paths=8, init_width=25.0, samples=samples, background=(0.1, 0.2, 0.3))
     params = r.init(1, torch.Generator().manual_seed(1))
-    raster = r.render(params).detach()[0]
-    png = cairosvg.svg2png(bytestring=r.to_svg(params, 0).encode())
-    ref = torch.from_numpy(np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.float32) / 255.0)
-    ref = ref.permute(2, 0, 1)
-    mad = float((ref - (raster * 255).round() / 255).abs().mean())
-
-    cov = r.coverage(params)[0]  # [N, H, W]
-    band = F.max_pool2d(((cov > 0) & (cov < 1)).float().unsqueeze(1), 3, 1, 1).squeeze(1)
-    pts = params[0][0].detach() * (size / CANVAS)  # [N, 3K+1, 2] pixels
-    second = (pts[:, 2:] - 2 * pts[:, 1:-1] + pts[:, :-2]).norm(dim=-1).amax(1)  # |P_{i+2} - 2 P_{i+1} + P_i|
-    delta = 6 * second / (8 * samples**2)  # |B''| <= 6 max second difference
-    alpha = params[2][0, :, 3].detach()
-    per_pixel = (band * (alpha * (2 * _half_plane_aa_error() + delta + 0.1)).view(-1, 1, 1)).sum(0)
-    bound = float(per_pixel.clamp(max=1.0).mean()) + 1.0 / 255
+    mad, bound, _ = _cairosvg_mad_and_bound(r, params, size, samples)
     print(f"svg-vs-raster MAD {mad:.5f} < bound {bound:.5f}")
     assert mad < bound, (mad, bound)
     assert mad > 0  # the comparison is real: two different rasterisers
@@ -175,15 +192,10 @@ def test_svg_rerendered_by_cairosvg_matches_raster() -> None:
 def test_fill_covers_a_square_and_moves_its_edges() -> None:
     """A closed path along a square's edges (straight cubics) covers the interior with 1, the outside with 0, and
     its total coverage is the square's area (the box filter is exact for axis-aligned edges away from the corners,
-    and each of the 4 corner pixels is off by < 1/4); the gradient of the covered area moves the corners outward.
-    The square is offset by 1/4 px so no edge sits where the clamp's gradient vanishes (d = 1/2 exactly)."""
+    and each of the 4 corner pixels is off by < 1/4); the gradient of the covered area moves the corners outward."""
     size = 32
     r = _renderer(size, num_paths=1, max_segments=4, fill=True)
-    corners = torch.tensor([[8.0, 8.0], [24.0, 8.0], [24.0, 24.0], [8.0, 24.0], [8.0, 8.0]]) + 0.25
-    ctrl = [corners[0]]
-    for a, b in zip(corners[:-1], corners[1:], strict=True):  # straight cubic: control points at 1/3, 2/3
-        ctrl += [a + (b - a) / 3, a + 2 * (b - a) / 3, b]
-    pts = (torch.stack(ctrl) * (CANVAS / size)).view(1, 1, 13, 2).requires_grad_(True)
+    pts = _straight_square(size).requires_grad_(True)
     params = [pts, torch.ones(1, 1), torch.tensor([[[1.0, 0.0, 0.0, 1.0]]]), torch.tensor([[4]])]
     cov = r.coverage(params)[0, 0]
     assert torch.all(cov[9:23, 9:23] == 1) and torch.all(cov[:7] == 0) and torch.all(cov[:, 25:] == 0)
@@ -200,11 +212,7 @@ def test_polygon_mode_straightens_segments_and_moves_only_anchors() -> None:
     """``polygon``: a square given by its anchors alone (inner control points random) renders exactly like the
     square built from straight cubics, and its SVG is the same; the inner control points get no gradient."""
     size = 32
-    corners = torch.tensor([[8.0, 8.0], [24.0, 8.0], [24.0, 24.0], [8.0, 24.0], [8.0, 8.0]]) + 0.25
-    ctrl = [corners[0]]
-    for a, b in zip(corners[:-1], corners[1:], strict=True):
-        ctrl += [a + (b - a) / 3, a + 2 * (b - a) / 3, b]
-    straight = (torch.stack(ctrl) * (CANVAS / size)).view(1, 1, 13, 2)
+    straight = _straight_square(size)
     messy = straight.clone()
     inner = torch.ones(13, dtype=torch.bool)
     inner[0::3] = False
@@ -230,28 +238,14 @@ def test_polygon_mode_straightens_segments_and_moves_only_anchors() -> None:
 def test_filled_svg_rerendered_by_cairosvg_matches_raster() -> None:
     """As for strokes: differences sit on the edge band, where each boundary contributes at most
     ``alpha * (e_aa + delta + 0.1)``; two boundaries can meet in a band pixel (corners, crossings), hence 2 e_aa."""
-    cairosvg = pytest.importorskip("cairosvg")
-    from PIL import Image
-
+    pytest.importorskip("cairosvg")
     size, samples = 48, 8
     r = _renderer(size, num_paths=8, radius=0.15, samples=samples, fill=True, background=(0.1, 0.2, 0.3))
     params = r.init(1, torch.Generator().manual_seed(1))
     with torch.no_grad():  # random edits, so the paths are no longer circles
         params[0] += torch.randn(params[0].shape, generator=torch.Generator().manual_seed(2)) * 8
-    raster = r.render(params).detach()[0]
-    svg = r.to_svg(params, 0)
+    mad, bound, svg = _cairosvg_mad_and_bound(r, params, size, samples)
     assert 'fill-rule="evenodd"' in svg and " Z" in svg
-    png = cairosvg.svg2png(bytestring=svg.encode())
-    ref = torch.from_numpy(np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.float32) / 255.0)
-    mad = float((ref.permute(2, 0, 1) - (raster * 255).round() / 255).abs().mean())
-    cov = r.coverage(params)[0]
-    band = F.max_pool2d(((cov > 0) & (cov < 1)).float().unsqueeze(1), 3, 1, 1).squeeze(1)
-    pts = params[0][0].detach() * (size / CANVAS)
-    second = (pts[:, 2:] - 2 * pts[:, 1:-1] + pts[:, :-2]).norm(dim=-1).amax(1)
-    delta = 6 * second / (8 * samples**2)
-    alpha = params[2][0, :, 3].detach()
-    per_pixel = (band * (alpha * (2 * _half_plane_aa_error() + delta + 0.1)).view(-1, 1, 1)).sum(0)
-    bound = float(per_pixel.clamp(max=1.0).mean()) + 1.0 / 255
     print(f"filled svg-vs-raster MAD {mad:.5f} < bound {bound:.5f}")
     assert 0 < mad < bound, (mad, bound)
 
