@@ -52,6 +52,24 @@ def test_dominant_colour_of_flat_colours() -> None:
     assert dominant_colour(torch.full((1, 3, 8, 8), 0.5)) == [None]  # grey has no hue
 
 
+def test_dominant_colour_of_a_lone_small_object() -> None:
+    """The smallest objects of the shapes world (small triangles and crosses, under 2 % of a 64² image) on their
+    grey backgrounds have the colour they were drawn in; a 10-pixel speck (0.24 %) does not count."""
+    from clip_t2i.data.shapes import COLOURS, SHAPES, ShapesWorld
+
+    world = ShapesWorld(size=64)
+    sc = world.sample_scenes(60, torch.Generator().manual_seed(0))
+    keep = (sc.size[:, 0] == 0) & torch.isin(
+        sc.shape[:, 0], torch.tensor([SHAPES.index("triangle"), SHAPES.index("cross")])
+    )
+    assert int(keep.sum()) >= 5
+    x = world.render(sc)[keep]
+    assert dominant_colour(x) == [COLOURS[int(c)] for c in sc.colour[keep, 0]]
+    speck = torch.full((1, 3, 64, 64), 0.2)
+    speck[0, :, 0, :10] = torch.tensor([1.0, 0.0, 0.0]).view(3, 1)
+    assert dominant_colour(speck) == [None]
+
+
 def test_content_sources_and_bad_inputs(tmp_path, monkeypatch) -> None:
     for spec in ("skimage:astronaut", "shapes:3", "digits:0"):
         assert load_content(spec, 32).shape == (1, 3, 32, 32)
