@@ -94,6 +94,40 @@ def test_alpha_l1_prior_fades_unused_strokes() -> None:
     assert float(params[2][..., 3].max()) < 0.5
 
 
+def test_reflex_turns_zero_for_convex_and_area_of_a_dart() -> None:
+    """A convex closed polygon (either orientation, circles of the fill start included) scores 0; a dart scores the
+    area its reflex turn sweeps, and descending the penalty straightens the dart."""
+    from clip_t2i.renderers.strokes import reflex_turns
+
+    square = _straight_square(32)
+    seg4 = torch.tensor([[4]])
+    assert float(reflex_turns(square, seg4)) == 0.0
+    assert float(reflex_turns(square.flip(2), seg4)) == 0.0  # clockwise
+    r = _renderer(fill=True, max_segments=3)
+    params = r.init(2, torch.Generator().manual_seed(0))
+    assert torch.all(reflex_turns(params[0], params[3]).abs() < 1e-6)
+    # dart: anchors (0,0) (100,50) (0,100) (40,50), straight sides; the turn at (40,50) is reflex
+    a = torch.tensor([[0.0, 0.0], [100.0, 50.0], [0.0, 100.0], [40.0, 50.0], [0.0, 0.0]])
+    ctrl = [a[0]] + [a[i] + (a[i + 1] - a[i]) * t for i in range(4) for t in (1 / 3, 2 / 3, 1.0)]
+    dart = torch.stack(ctrl).view(1, 1, 13, 2).requires_grad_(True)
+    # reflex cross product at (40,50): e_in = (40,50)-(0,100) in thirds, e_out = (0,0)-(40,50) in thirds
+    e_in, e_out = (a[3] - a[2]) / 3, (a[4] - a[3]) / 3
+    expected = abs(float(e_in[0] * e_out[1] - e_in[1] * e_out[0])) / CANVAS**2
+    pen = reflex_turns(dart, seg4)
+    assert float(pen) == pytest.approx(expected, rel=1e-5)
+    opt = torch.optim.SGD([dart], lr=2e4)
+    for _ in range(20):
+        opt.zero_grad()
+        reflex_turns(dart, seg4).sum().backward()
+        opt.step()
+    assert float(reflex_turns(dart, seg4)) < 0.5 * expected
+    r = _renderer(fill=True, convexity=2.0)
+    params = r.init(1, torch.Generator().manual_seed(0))
+    assert r.regularizer(params).shape == (1,)
+    with pytest.raises(UserError, match="convexity"):
+        _renderer(convexity=-1.0)
+
+
 def test_init_alpha_starts_every_stroke_faint_but_learnt() -> None:
     r = _renderer(init_alpha=0.05)
     params = r.init(2, torch.Generator().manual_seed(0))

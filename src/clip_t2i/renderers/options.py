@@ -54,6 +54,7 @@ class StrokeOptions:
     alpha_l1: float = 0.0  # λ of the prior λ·mean_i α_i added to the loss: strokes the guide does not need fade out
     polygon: bool = False  # straight segments: only every 3rd control point (the anchors) is free
     fill: bool = False  # closed, filled paths (even-odd rule, widths unused) instead of open strokes; torch backend
+    convexity: float = 0.0  # λ of a penalty on each closed control polygon's reflex turns (meant for fill)
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,8 @@ def _check(o: StrokeOptions) -> None:
         raise UserError(f"fixed_alpha must lie in (0, 1], got {o.fixed_alpha}")
     if o.alpha_l1 < 0:
         raise UserError(f"alpha_l1 must be >= 0, got {o.alpha_l1}")
+    if o.convexity < 0:
+        raise UserError(f"convexity must be >= 0, got {o.convexity}")
     if o.init_alpha is not None and not 0.0 <= o.init_alpha <= 1.0:
         raise UserError(f"init_alpha must lie in [0, 1], got {o.init_alpha}")
     if o.fill and o.backend == "diffvg":
@@ -296,6 +298,26 @@ def strokes_to_svg(
     return "\n".join(lines) + "\n"
 
 
+def reflex_turns(points: Tensor, segments: Tensor) -> Tensor:
+    """Per path ``[B, N]``: how far its closed control polygon is from convex,
+    ``Σ_i relu(-s · (e_i × e_{i+1})) / CANVAS²`` over the ``3 · segments + 1`` used control points taken cyclically,
+    ``e_i = v_{i+1} - v_i`` and ``s = sign(Σ_i e_i × e_{i+1})`` the polygon's orientation (held fixed). A convex
+    control polygon scores 0 and, by the variation-diminishing property of Bézier curves, bounds a convex filled
+    shape (a polygon that winds twice, such as a pentagram, also scores 0). Reflex turns, the darts and cusps
+    of a filled path, are penalised by their area."""
+    b, n, p, _ = points.shape
+    m = (3 * segments.long() + 1).clamp(max=p).unsqueeze(-1)  # [B, N, 1]
+    i = torch.arange(p, device=points.device).view(1, 1, p)
+    valid = i < m
+    nxt, nxt2 = (i + 1) % m, (i + 2) % m
+    take = lambda idx: points.gather(2, idx.unsqueeze(-1).expand(b, n, p, 2))  # noqa: E731
+    v1, v2 = take(nxt), take(nxt2)
+    e1, e2 = v1 - points, v2 - v1
+    cross = (e1[..., 0] * e2[..., 1] - e1[..., 1] * e2[..., 0]).masked_fill(~valid, 0.0)
+    s = torch.where(cross.sum(-1, keepdim=True).detach() < 0, -1.0, 1.0)
+    return torch.relu(-s * cross).sum(-1) / CANVAS**2
+
+
 @register_renderer
 class StrokeRenderer:
     """CLIPDraw strokes; ``params = [points, widths, colours, segments]`` (see the module docstring)."""
@@ -363,10 +385,16 @@ class StrokeRenderer:
         return rasterise(points, widths, colours, segments, self.size, o.background, o.samples, o.tile, o.fill)
 
     def regularizer(self, params: list[Tensor]) -> Tensor | None:
-        """Sparsity prior on the strokes' opacity, per image: ``alpha_l1 · mean_i α_i`` (None when off)."""
-        if self.options.alpha_l1 <= 0 or self.options.fixed_alpha is not None:
-            return None
-        return self.options.alpha_l1 * params[2][..., 3].mean(-1)
+        """Priors added to the loss, per image ``[B]`` (None when all are off): the opacity sparsity prior
+        ``alpha_l1 · mean_i α_i`` and the convexity penalty ``convexity · mean_i reflex(path_i)`` (see
+        :func:`reflex_turns`)."""
+        o = self.options
+        terms = []
+        if o.alpha_l1 > 0 and o.fixed_alpha is None:
+            terms.append(o.alpha_l1 * params[2][..., 3].mean(-1))
+        if o.convexity > 0:
+            terms.append(o.convexity * reflex_turns(self._points(params[0]), params[3]).mean(-1))
+        return sum(terms[1:], terms[0]) if terms else None
 
     def coverage(self, params: list[Tensor]) -> Tensor:
         """Per-path coverage ``[B, N, H, W]`` of the torch rasteriser (before colour alpha), without gradient."""
