@@ -19,6 +19,20 @@ from clip_t2i.metrics.judge import judge_directory, shapes_eval_prompts
 ROOT = Path(__file__).parent / "results"
 
 
+def key_json(items: list[str], flag: str) -> dict:
+    """``KEY=JSON`` items as a dict; a malformed item exits with a one-line error naming ``flag``."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not (key and sep):
+            raise SystemExit(f"error: {flag} takes KEY=JSON, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            raise SystemExit(f"error: {flag} {key}: {value!r} is not JSON (quote strings: {key}='\"text\"')") from None
+    return out
+
+
 def model_name(model: str) -> str:
     """A row name: the zoo name, or a model file's folder (``runs/align/sh4/final.safetensors`` → ``sh4``)."""
     p = Path(model)
@@ -34,7 +48,7 @@ def main() -> None:
     ap.add_argument("--tag", default="", help="suffix of the summary JSON's name")
     ap.add_argument("--option", action="append", default=[], help="renderer option KEY=JSON (repeatable)")
     args = ap.parse_args()
-    options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.option)}
+    options = key_json(args.option, "--option")
     n, steps, root = args.n, args.steps, args.root
     prompts = [p["prompt"] for p in shapes_eval_prompts(n)]
     scorer = load_clip("shapes-clip-rn")

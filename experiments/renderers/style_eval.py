@@ -21,16 +21,12 @@ from clip_t2i.renderers.outputs import make_grid, save_png
 from clip_t2i.renderers.style import StyleConfig, dominant_colour, edge_correlation, load_content, run_style
 
 sys.path.insert(0, str(Path(__file__).parent))
-from strokes_eval import model_name  # noqa: E402
+from strokes_eval import key_json, model_name  # noqa: E402
 
 ROOT = Path(__file__).parent / "results"
 CONTENTS = ("skimage:astronaut", "skimage:coffee", "shapes:1", "shapes:2")
-DEV_CONTENTS = (
-    "skimage:chelsea",
-    "skimage:rocket",
-    "shapes:3",
-    "shapes:4",
-)  # for tuning; never reported as the benchmark
+# for tuning; never reported as the benchmark
+DEV_CONTENTS = ("skimage:chelsea", "skimage:rocket", "shapes:3", "shapes:4")
 COLOURS = ("red", "green", "blue", "yellow", "purple", "orange")
 KEEP = 0.5
 
@@ -45,8 +41,12 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="a StyleConfig field")
     args = ap.parse_args()
     steps, loss, tag = args.steps, args.loss, f"-{args.tag}" if args.tag else ""
-    over = {k: json.loads(v) for k, _, v in (o.partition("=") for o in args.set)}
-    cfg = StyleConfig(**{"size": 64, "patches": 8, **over, "steps": steps, "content_loss": loss, "snapshot_every": 0})
+    over = key_json(args.set, "--set")
+    fixed = {"steps": steps, "content_loss": loss, "snapshot_every": 0}
+    try:
+        cfg = StyleConfig(**{"size": 64, "patches": 8, **over, **fixed})
+    except TypeError as e:
+        raise SystemExit(f"error: --set: {e}") from None
     cfg.validate()
     contents = DEV_CONTENTS if args.dev else CONTENTS
     rn = load_clip("shapes-clip-rn")
