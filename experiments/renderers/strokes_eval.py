@@ -1,7 +1,8 @@
 """Strokes benchmark: the same prompts, seed and preset with the vanilla and the robust CLIP; judged accuracy and
 an independent CLIP score (shapes-clip-rn). Usage:
 python experiments/renderers/strokes_eval.py [N_PROMPTS] [STEPS] [OUT_DIR] [--models A,B,...] [--tag T]
-[--option KEY=JSON ...] (renderer options over the preset's, e.g. --option fill=true)
+[--option KEY=JSON ...] (renderer options over the preset's, e.g. --option fill=true) [--first K] (only the first K of
+the N prompts: the benchmark's own images for a grid)
 (images + JSON; default results/; default models shapes-clip,shapes-clipag; a model file's folder names its row)."""
 
 from __future__ import annotations
@@ -47,12 +48,23 @@ def main() -> None:
     ap.add_argument("--models", default="shapes-clip,shapes-clipag")
     ap.add_argument("--tag", default="", help="suffix of the summary JSON's name")
     ap.add_argument("--option", action="append", default=[], help="renderer option KEY=JSON (repeatable)")
+    ap.add_argument("--first", type=int, default=None, help="only the first K of the N prompts")
     args = ap.parse_args()
     options = key_json(args.option, "--option")
     n, steps, root = args.n, args.steps, args.root
-    prompts = [p["prompt"] for p in shapes_eval_prompts(n)]
+    prompts = [p["prompt"] for p in shapes_eval_prompts(n)][: args.first]
+    if not prompts:
+        raise SystemExit(f"error: --first {args.first} leaves no prompts")
     scorer = load_clip("shapes-clip-rn")
-    summary: dict = {"n_prompts": n, "steps": steps, "preset": "strokes", "options": options, "seed": 0, "models": {}}
+    summary: dict = {
+        "n_prompts": n,
+        "steps": steps,
+        "preset": "strokes",
+        "options": options,
+        "first": args.first,
+        "seed": 0,
+        "models": {},
+    }
     for model in args.models.split(","):
         name = model_name(model)
         out = root / f"strokes-{name}"
