@@ -59,9 +59,9 @@ def test_gan_evaluator_new_and_legacy():
 
 def test_gan_evaluator_reports_the_real_fid_floor():
     """FID(real, real') at the fakes' N is reported beside each FID, and a trained-but-imperfect generator sits above
-    it on judge features (the zoo GAN's judge FID is hundreds; two real draws differ only by sampling). On the
-    training CLIP's features the zoo GAN is at the floor already (G optimised that CLIP), so only its presence is
-    checked there."""
+    it on judge features (the zoo GAN's judge FID is about 3x its floor at N 480; two real draws of the same
+    captions differ only by sampling). On the training CLIP's features the zoo GAN is near the floor already (G
+    optimised that CLIP), so only its presence is checked there."""
     from clip_t2i.gan.evaluate import EvalSpec, GanEvaluator
     from clip_t2i.gan.model import load_gan
 
@@ -70,3 +70,20 @@ def test_gan_evaluator_reports_the_real_fid_floor():
     res = GanEvaluator(m.clip, "shapes", 64, spec, judge="legacy")(m.G)
     assert 0.0 <= res["fid_judge_real"] < res["fid_judge"], (res["fid_judge_real"], res["fid_judge"])
     assert res["fid_clip_real"] >= 0.0
+
+
+def test_fid_floor_renders_the_fakes_own_captions():
+    """The floor's real set has exactly the given labels (the fakes' captions, so its label histogram matches the
+    fakes' and a perfect generator scores the floor) with nuisance factors of its own seed: fresh images, not the
+    reference's, and deterministic per seed."""
+    from clip_t2i.data.shapes import ShapesWorld, shapes_eval_set
+    from clip_t2i.gan.evaluate import floor_renders
+
+    ref = shapes_eval_set("one", "train", n=24, seed=3, size=32)
+    world = ShapesWorld(size=32, level="one", split="all")
+    a = floor_renders(world, ref["label"], seed=4)
+    b = floor_renders(world, ref["label"], seed=4)
+    c = floor_renders(world, ref["label"], seed=5)
+    assert torch.equal(a["label"], ref["label"])
+    assert torch.equal(a["image"], b["image"])
+    assert not torch.equal(a["image"], c["image"]) and not torch.equal(a["image"], ref["image"])

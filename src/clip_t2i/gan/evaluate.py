@@ -13,10 +13,12 @@ Shapes (one object), all prompts canonical captions, fixed seeds, so numbers are
   prompts; ``clip_score_eval_real`` is the same on the real renders, the ceiling): only when an ``eval_clip``
   is given — a CLIP that did not guide training (the zoo ``shapes-clip-rn``: another architecture, trained
   separately). Scoring with the training CLIP would reward what G was optimised for.
-* **FID floor** (``fid_judge_real``, ``fid_clip_real``): the same FID between a second, independent set of
-  ``n_fid`` real renders (same label distribution, seed ``seed + 1``) and the real statistics, i.e.
-  FID(real, real′) at the fakes' N. FID is biased upwards at small N, so a generator is judged by its ratio to
-  this floor, not by the raw number.
+* **FID floor** (``fid_judge_real``, ``fid_clip_real``): the same FID between a second set of ``n_fid`` real
+  renders of the fakes' own captions (the same labels, fresh nuisance factors from seed ``seed + 1``) and the real
+  statistics, i.e. FID(real, real′) at the fakes' N and captions: the score of a generator that renders the
+  world. FID is biased upwards at small N, so a generator is judged by its ratio to this floor, not by the raw
+  number; below N = ``n_real`` the fakes' captions are a random part of the reference's, and the label-histogram
+  mismatch that adds to both pulls the ratio towards 1 (read the ratio at ``n_fid = n_real``).
 * **Judge accuracy**: ``judge_recognised``, per attribute and ``all`` (colour+shape+position) on the FID fakes
   (seen combinations) and on ``heldout_per_label`` fakes of each of the 24 held-out combinations (compositional
   generalisation). By default (``judge="auto"``) the verdicts come from analysis by synthesis
@@ -110,6 +112,12 @@ def resolve_judges(judge: Any) -> tuple[Any, Any]:
     return cnn, cnn  # legacy: the CNN gives both the verdicts and the features
 
 
+def floor_renders(world: Any, labels: Tensor, seed: int) -> dict[str, Any]:
+    """The FID floor's real set: one world render per label (the fakes' captions), nuisance factors from ``seed``."""
+    scenes = world.sample_scenes(len(labels), torch.Generator().manual_seed(int(seed)), labels=labels)
+    return {"image": world.render(scenes), "label": world.labels(scenes)}
+
+
 class GanEvaluator:
     """Precomputes the real statistics once; ``evaluator(G) -> dict`` of metrics."""
 
@@ -179,7 +187,11 @@ class GanEvaluator:
         if data == "shapes":  # FID(real, real') at the fakes' N: the floor every fake's FID is read against
             from clip_t2i.metrics.frechet import frechet_distance
 
-            real2 = shapes_eval_set("one", "train", n=len(self.fid_prompts), seed=sp.seed + 1, size=size)["image"]
+            # real renders of exactly the fakes' captions (their labels), with fresh nuisance factors: what a
+            # generator that samples the world itself would score. An independent caption draw (the old floor)
+            # differs from the reference in its label histogram, and a fake set whose captions are the
+            # reference's own (n_fid = n_real) then scores below that floor on label-driven features.
+            real2 = floor_renders(world, real["label"][: len(self.fid_prompts)], sp.seed + 1)["image"]
             self.real_ppd["fid_clip_real"] = float(
                 frechet_distance(self._features(self.clip_feats, real2), self.real_clip)
             )
