@@ -52,9 +52,9 @@ def main() -> None:
     args = ap.parse_args()
     options = key_json(args.option, "--option")
     n, steps, root = args.n, args.steps, args.root
+    if args.first is not None and args.first < 1:
+        raise SystemExit(f"error: --first takes a positive number of prompts, got {args.first}")
     prompts = [p["prompt"] for p in shapes_eval_prompts(n)][: args.first]
-    if not prompts:
-        raise SystemExit(f"error: --first {args.first} leaves no prompts")
     scorer = load_clip("shapes-clip-rn")
     summary: dict = {
         "n_prompts": n,

@@ -187,10 +187,7 @@ class GanEvaluator:
         if data == "shapes":  # FID(real, real') at the fakes' N: the floor every fake's FID is read against
             from clip_t2i.metrics.frechet import frechet_distance
 
-            # real renders of exactly the fakes' captions (their labels), with fresh nuisance factors: what a
-            # generator that samples the world itself would score. An independent caption draw (the old floor)
-            # differs from the reference in its label histogram, and a fake set whose captions are the
-            # reference's own (n_fid = n_real) then scores below that floor on label-driven features.
+            # the fakes' own captions, fresh nuisance factors (module docstring: why not an independent draw)
             real2 = floor_renders(world, real["label"][: len(self.fid_prompts)], sp.seed + 1)["image"]
             self.real_ppd["fid_clip_real"] = float(
                 frechet_distance(self._features(self.clip_feats, real2), self.real_clip)
