@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from clip_t2i.backbones import load_clip
 from clip_t2i.data.shapes import COLOURS, POSITIONS, SHAPES, ShapesWorld
-from clip_t2i.robust.alignment import flat_cos, neutral_starts
+from clip_t2i.robust.alignment import NEUTRAL_COARSE, flat_cos, neutral_starts
 from clip_t2i.robust.attacks import pgd
 from clip_t2i.training.losses import multi_positive_info_nce, positive_mask
 
@@ -127,6 +127,13 @@ def main() -> None:
         "eval mode, so the input gradient trained is the one generation uses",
     )
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--coarse",
+        default=None,
+        help="PROB,STD of the 8×8 noise added to the neutral sources (default: alignment.NEUTRAL_COARSE): a "
+        "random source that can carry the choice of one picture among the caption's many, so the gradient flow "
+        "from such a start can end at a render rather than at the caption's mean",
+    )
     ap.add_argument("--ckpt-every", type=int, default=100)
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args()
@@ -189,6 +196,8 @@ def main() -> None:
         start = int(state["step"])
         print(f"resumed at step {start}", flush=True)
     eps = args.eps * clip.image_size / 224
+    coarse = NEUTRAL_COARSE if args.coarse is None else tuple(float(v) for v in args.coarse.split(","))
+    assert len(coarse) == 2 and 0 <= coarse[0] <= 1 and coarse[1] >= 0, "--coarse PROB,STD"
     log = open(out / "log.jsonl", "a")
     running_bn = args.bn_mode == "running"
     clip.eval() if running_bn else clip.train()
@@ -214,7 +223,7 @@ def main() -> None:
         l_clip = multi_positive_info_nce(scale * feats @ tgt.T, pos)
         loss = args.clip_weight * l_clip
         # gradient alignment
-        src = neutral_starts(args.batch, clip.image_size, g)
+        src = neutral_starts(args.batch, clip.image_size, g, coarse=coarse)
         u = torch.rand(args.batch, generator=g)
         edit = u < args.p_edit
         if edit.any():

@@ -17,6 +17,7 @@ class PixelOptions:
     init: str = "grey"  # grey | gmm | image
     init_grey: float = 0.5  # grey level of the grey init
     init_noise: float = 0.1  # std of Gaussian noise added to the grey / image init
+    init_coarse: float = 0.0  # std of 8x8 Gaussian noise, bilinearly upsampled, added to the grey / image init
     init_image: str | None = None  # path of the image init
     gmm_data: str = "auto"  # auto (the guiding CLIP's world) | shapes | digits | folder of class sub-folders
     gmm_resolution: int = 16  # side of the prior's images

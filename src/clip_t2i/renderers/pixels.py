@@ -3,7 +3,9 @@
 Both share the initialisations of :class:`PixelOptions`:
 
 * ``grey``: every pixel ``init_grey`` plus Gaussian noise of std ``init_noise`` (a dark grey, e.g. 0.2,
-  starts inside the shapes world's background distribution);
+  starts inside the shapes world's background distribution) plus, with ``init_coarse`` > 0, 8×8 Gaussian noise
+  of that std upsampled bilinearly (a random start no sharper than 8×8 and the same for every prompt: a seed's
+  only source of variety when the guide's gradient field is deterministic);
 * ``gmm``: a pool of ``gmm_pool`` samples from a per-class Gaussian prior fitted on ``gmm_data`` (``auto``:
   the guiding CLIP's training world, ``clip.config["train_data"]``; a model of no known world starts from
   ``grey`` with a warning) at
@@ -36,6 +38,7 @@ from clip_t2i.renderers.base import InitContext, per_image_generators, register_
 from clip_t2i.renderers.options import PixelOptions, PyramidOptions
 
 INITS = ("grey", "gmm", "image")
+COARSE_SIDE = 8  # side of the init_coarse noise grid
 
 
 def _check_options(o: PixelOptions) -> None:
@@ -43,8 +46,8 @@ def _check_options(o: PixelOptions) -> None:
         raise UserError(f"unknown init {o.init!r}; choose one of {', '.join(INITS)}")
     if o.init == "image" and not o.init_image:
         raise UserError("init 'image' needs init_image=PATH")
-    if not 0.0 <= o.init_grey <= 1.0 or o.init_noise < 0:
-        raise UserError("init_grey must lie in [0, 1] and init_noise must be >= 0")
+    if not 0.0 <= o.init_grey <= 1.0 or o.init_noise < 0 or o.init_coarse < 0:
+        raise UserError("init_grey must lie in [0, 1], and init_noise and init_coarse must be >= 0")
     if o.gmm_pool < 1 or o.gmm_resolution < 2:
         raise UserError("gmm_pool must be >= 1 and gmm_resolution >= 2")
     if not 0.0 <= o.gmm_hue <= 1.0:
@@ -100,6 +103,9 @@ def initial_images(
             continue
         start = base if init == "image" else torch.full((3, size, size), o.init_grey)
         noise = torch.randn(3, size, size, generator=g) * o.init_noise if o.init_noise > 0 else 0.0
+        if o.init_coarse > 0:
+            coarse = torch.randn(1, 3, COARSE_SIDE, COARSE_SIDE, generator=g) * o.init_coarse
+            noise = noise + F.interpolate(coarse, size=size, mode="bilinear", align_corners=False)[0]
         out.append((start + noise).clamp(0.0, 1.0))
     return torch.stack(out)
 

@@ -33,15 +33,24 @@ NEUTRAL_NOISE = 0.08  # pixel noise std U[0, s]
 NEUTRAL_COARSE = (0.3, 0.12)  # (probability, std) of added 8x8 noise, bilinearly upsampled
 
 
-def neutral_starts(n: int, size: int, generator: torch.Generator, device: str | torch.device = "cpu") -> Tensor:
-    """``n`` images in [0, 1] with no shape information: grey + tint + pixel noise (+ 8×8 noise for some)."""
+def neutral_starts(
+    n: int,
+    size: int,
+    generator: torch.Generator,
+    device: str | torch.device = "cpu",
+    coarse: tuple[float, float] = NEUTRAL_COARSE,
+) -> Tensor:
+    """``n`` images in [0, 1] with no shape information: grey + tint + pixel noise (+ 8×8 noise for some).
+
+    ``coarse`` = (probability, std) of the added 8×8 noise; the random draws do not depend on it.
+    """
     g = generator
     lo, hi = NEUTRAL_LEVEL
     level = lo + (hi - lo) * torch.rand(n, 1, 1, 1, generator=g, device=g.device)
     tint = (torch.rand(n, 3, 1, 1, generator=g, device=g.device) * 2 - 1) * NEUTRAL_TINT
     sigma = NEUTRAL_NOISE * torch.rand(n, 1, 1, 1, generator=g, device=g.device)
     x = level + tint + sigma * torch.randn(n, 3, size, size, generator=g, device=g.device)
-    p, std = NEUTRAL_COARSE
+    p, std = coarse
     use = (torch.rand(n, 1, 1, 1, generator=g, device=g.device) < p).float() * std
     coarse = torch.randn(n, 3, 8, 8, generator=g, device=g.device)
     x = x + use * F.interpolate(coarse, size=size, mode="bilinear", align_corners=False)
