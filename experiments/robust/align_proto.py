@@ -134,6 +134,14 @@ def main() -> None:
         "random source that can carry the choice of one picture among the caption's many, so the gradient flow "
         "from such a start can end at a render rather than at the caption's mean",
     )
+    ap.add_argument(
+        "--canonical",
+        type=float,
+        default=0.0,
+        help="share of neutral-source pairs whose target is the caption's canonical render (offset 0, scale 1, "
+        "rotation 0) on a flat background at the source's mean level: the flow from a neutral start then points "
+        "at one sharp render instead of the mean over the world's nuisance factors, a blob",
+    )
     ap.add_argument("--ckpt-every", type=int, default=100)
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args()
@@ -238,8 +246,26 @@ def main() -> None:
             empty = world.render(sc.replace(scale=torch.zeros_like(sc.scale)))
             sigma = 0.02 * torch.rand(len(sc), 1, 1, 1, generator=g)
             src[bg] = (empty + sigma * torch.randn(empty.shape, generator=g)).clamp(0, 1)
+        canon = torch.zeros(args.batch, dtype=torch.bool)
+        if args.canonical > 0:  # drawn after every other source draw, so the default run's stream is unchanged
+            neutral = u >= lo + args.p_bg
+            canon = neutral & (torch.rand(args.batch, generator=g) < args.canonical)
+        x_tgt = x_star
+        if canon.any():
+            sc = scenes[canon]
+            k = int(canon.sum())
+            flat = sc.replace(
+                offset=torch.zeros_like(sc.offset),
+                scale=torch.ones_like(sc.scale),
+                rotation=torch.zeros_like(sc.rotation),
+                bg_level=src[canon].mean((1, 2, 3)).clamp(0, 1),
+                bg_tint=torch.zeros(k, 3),
+                bg_gradient=torch.zeros(k, 2),
+            )
+            x_tgt = x_star.clone()
+            x_tgt[canon] = world.render(flat)
         t = torch.rand(args.batch, 1, 1, 1, generator=g) ** args.t_power
-        x_t = ((1 - t) * src + t * x_star).detach().requires_grad_(True)
+        x_t = ((1 - t) * src + t * x_tgt).detach().requires_grad_(True)
         if running_bn:
             with torch.no_grad():  # running statistics follow the weights; the losses below see them, not the batch's
                 clip.train()
@@ -247,7 +273,7 @@ def main() -> None:
                 clip.eval()
         sim = (clip.encode_image(x_t, normalize=True) * tgt).sum(-1)
         (grad,) = torch.autograd.grad(sim.sum(), x_t, create_graph=True)
-        a = flat_cos(grad, x_star - x_t.detach())
+        a = flat_cos(grad, x_tgt - x_t.detach())
         l_align = (1 - a).mean()
         loss = loss + args.align * l_align
         l_adv = torch.zeros(())
