@@ -28,7 +28,8 @@ def test_registry_and_unknown_renderer():
 
 
 def test_coarse_init_is_smooth_seeded_and_off_by_default():
-    """``init_coarse`` adds 8×8 noise upsampled bilinearly: no energy above the 8×8 grid's band, and off by default."""
+    """``init_coarse`` adds 8×8 noise upsampled bilinearly: seeded, smooth (neighbour differences far below pixel
+    noise's) and off by default."""
     base = {"init": "grey", "init_grey": 0.5, "init_noise": 0.0}
     flat = build_renderer("pixels", 64, base).init(2, torch.Generator().manual_seed(0))[0]
     assert torch.equal(flat, torch.full_like(flat, 0.5))

@@ -43,19 +43,16 @@ def main() -> None:
     torch.set_num_threads(1)
     guidance, options = parse_sets(args.set)
     prompts = [it["prompt"] for it in shapes_eval_prompts(args.prompts, seed=args.prompt_seed)]
-    images = []
-    for p in prompts:
-        res = generate(
-            [p],
-            model=args.model,
-            seeds=list(range(args.seeds)),
-            preset=args.preset,
-            guidance=guidance or None,
-            renderer_options=options or None,
-            progress=False,
-        )
-        images.append(res.images)
-    x = torch.cat(images)
+    res = generate(
+        prompts,
+        model=args.model,
+        seeds=list(range(args.seeds)),
+        preset=args.preset,
+        guidance=guidance or None,
+        renderer_options=options or None,
+        progress=False,
+    )
+    x = res.images  # prompt-major: all seeds of prompt 0, then prompt 1, ...
     judged = [p for p in prompts for _ in range(args.seeds)]
     rep = judge_shapes(x, judged)
     div = factor_diversity(rep.fit, judged)

@@ -52,8 +52,8 @@ def neutral_starts(
     x = level + tint + sigma * torch.randn(n, 3, size, size, generator=g, device=g.device)
     p, std = coarse
     use = (torch.rand(n, 1, 1, 1, generator=g, device=g.device) < p).float() * std
-    coarse = torch.randn(n, 3, 8, 8, generator=g, device=g.device)
-    x = x + use * F.interpolate(coarse, size=size, mode="bilinear", align_corners=False)
+    grid = torch.randn(n, 3, 8, 8, generator=g, device=g.device)
+    x = x + use * F.interpolate(grid, size=size, mode="bilinear", align_corners=False)
     return x.clamp(0, 1).to(device)
 
 
