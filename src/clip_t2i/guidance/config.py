@@ -47,6 +47,8 @@ class GuidanceConfig:
     cutout: float = 0.5  # cutout square side, fraction of the side; 0 = off
     perspective: float = 0.0  # perspective distortion scale; 0 = off
     noise_std: float = 0.01  # per-view Gaussian noise (patch views share one draw per image)
+    step_noise: float = 0.0  # std of Gaussian noise added to the renderer's parameters after each step, × √(lr factor)
+    step_noise_side: int = 0  # > 0: that noise is drawn on a side×side grid and upsampled bilinearly (0 = full res)
     tv_weight: float = 0.0  # weight of the total-variation prior (losses.total_variation) on the image; 0 = off
     projection: str = "dynamic"  # clamp (to [0, 1]) | dynamic (thresholding at threshold_quantile)
     threshold_quantile: float = 0.95
@@ -92,6 +94,10 @@ class GuidanceConfig:
             (
                 self.tv_weight >= 0 and math.isfinite(self.tv_weight),
                 f"tv_weight must be a number >= 0, got {self.tv_weight}",
+            ),
+            (
+                self.step_noise >= 0 and math.isfinite(self.step_noise) and self.step_noise_side >= 0,
+                f"step_noise and step_noise_side must be >= 0, got {self.step_noise}, {self.step_noise_side}",
             ),
             (self.warmup_steps >= 0 and self.snapshot_every >= 0, "warmup_steps and snapshot_every must be >= 0"),
             (

@@ -159,6 +159,18 @@ def _scale_grads(params: Sequence[Tensor], scale: Tensor) -> None:
             p.grad.mul_(scale.view(-1, *[1] * (p.grad.ndim - 1)).to(p.grad.dtype))
 
 
+def step_noise_like(param: Tensor, generators: Sequence[torch.Generator], side: int = 0) -> Tensor:
+    """Unit Gaussian noise shaped like ``param`` (leading dim = image), image b's from ``generators[b]``; with
+    ``side > 0`` and an image-shaped ``[B, C, H, W]`` parameter it is drawn at ``side × side`` and upsampled
+    bilinearly (a perturbation at the scale of objects, not of pixels)."""
+    coarse = side > 0 and param.ndim == 4
+    shape = (*param.shape[1:2], side, side) if coarse else tuple(param.shape[1:])
+    noise = torch.stack([torch.randn(shape, generator=g, device=g.device) for g in generators]).to(param)
+    if coarse:
+        noise = torch.nn.functional.interpolate(noise, size=param.shape[-2:], mode="bilinear", align_corners=False)
+    return noise
+
+
 def resolve_translation(cfg: GuidanceConfig, clip: Any) -> GuidanceConfig:
     """With ``translation_tokens = k > 0`` and a patch CLIP, views shift by up to ``k · patch / image_size`` of the
     side (k = 0.5: half a token, 8 px at 64² for patch 16, 4 px for patch 8); CLIPs without a ``token_fraction``
@@ -192,7 +204,9 @@ def run_guidance(
     image's generator; one CLIP forward pass over all views; :class:`GuidanceLoss` per image (plus
     ``tv_weight · total_variation(image)`` and the renderer's ``regularizer(params)`` if it has one); backward of
     the sum over images; per-image gradient clipping (or normalisation); optimiser step with the scheduled lr;
-    ``renderer.project(params, projection)``; keep-the-best by global loss; a snapshot every ``snapshot_every``
+    with ``step_noise > 0``, Gaussian noise of std ``step_noise · √(lr factor)`` on every parameter (each image's
+    from its generator; drawn at ``step_noise_side``² and upsampled if set); ``renderer.project(params,
+    projection)``; keep-the-best by global loss; a snapshot every ``snapshot_every``
     steps; ``callback(StepInfo)`` (returning ``False`` stops early).
     """
     cfg = resolve_translation(cfg.validate(), clip)
@@ -258,6 +272,10 @@ def run_guidance(
                 _scale_grads(leaves, scale)
             opt.step()
             with torch.no_grad():
+                if cfg.step_noise > 0:  # annealed Langevin-style exploration: σ_k = step_noise · √(lr_k / lr)
+                    sigma = cfg.step_noise * math.sqrt(factor)
+                    for p in leaves:
+                        p.add_(step_noise_like(p, generators, cfg.step_noise_side), alpha=sigma)
                 renderer.project(params, project)
             info = StepInfo(
                 step,
