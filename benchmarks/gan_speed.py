@@ -4,7 +4,8 @@ Sampling: the generator alone on precomputed text embeddings (batch ``--batch``,
 in fp32, fp32 + channels_last, bf16 autocast + channels_last (this CPU has no native bf16: AVX2 only),
 optionally ``torch.compile`` (``--compile``; compilation time reported separately); and ``generate()`` end to
 end (text encoding, per-image seeded noise, clamping). Training: :func:`clip_t2i.gan.train.gan_step` (one G
-forward, one D step, one G step; no EMA / logging) for each ``--variants`` at ``--train-batch``.
+forward, one D step, one G step; no EMA / logging) for each ``--variants`` at ``--train-batch``, in the
+contiguous and the channels-last memory format (the training default) side by side.
 Times are the best of ``--repeats`` windows of ``--seconds`` (the machine is shared). Random weights:
 speed does not depend on training. Prints one JSON object.
 
@@ -112,26 +113,32 @@ def main() -> None:
     et = F.normalize(torch.randn(b, G.text_dim), dim=1)
     for name in [v.strip() for v in args.variants.split(",") if v.strip()]:
         cfg = get_variant(name)
-        torch.manual_seed(0)
-        Gt, Dt, _ = build(cfg, clip)
-        loss = GanLoss(Gt, Dt, cfg.loss)
-        opt_g = torch.optim.Adam(Gt.trainable_parameters(), lr=1e-4, betas=(0.0, 0.9))
-        opt_d = torch.optim.Adam(Dt.trainable_parameters(), lr=4e-4, betas=(0.0, 0.9))
-        toggle = _Toggle(Dt.trainable_parameters())
-        zt = torch.randn(b, Gt.z_dim)
+        row: dict = {}
+        for fmt in ("contiguous", "channels_last"):  # channels_last is train-gan's default (--channels-last)
+            torch.manual_seed(0)
+            Gt, Dt, _ = build(cfg, clip)
+            memory = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
+            Gt.to(memory_format=memory)
+            Dt.to(memory_format=memory)
+            loss = GanLoss(Gt, Dt, cfg.loss)
+            opt_g = torch.optim.Adam(Gt.trainable_parameters(), lr=1e-4, betas=(0.0, 0.9))
+            opt_d = torch.optim.Adam(Dt.trainable_parameters(), lr=4e-4, betas=(0.0, 0.9))
+            toggle = _Toggle(Dt.trainable_parameters())
+            zt = torch.randn(b, Gt.z_dim)
 
-        def step(Gt=Gt, loss=loss, opt_g=opt_g, opt_d=opt_d, toggle=toggle, zt=zt) -> int:
-            gan_step(Gt, loss, opt_g, opt_d, toggle, real, et, zt, autocast=contextlib.nullcontext)
-            return 1
+            def step(Gt=Gt, loss=loss, opt_g=opt_g, opt_d=opt_d, toggle=toggle, zt=zt) -> int:
+                gan_step(Gt, loss, opt_g, opt_d, toggle, real, et, zt, autocast=contextlib.nullcontext)
+                return 1
 
-        step()
-        rate = best_rate(step, args.seconds * 2, max(1, args.repeats - 1))
-        training[name] = {
-            "steps_per_s": round(rate, 3),
-            "s_per_step": round(1 / rate, 3),
-            "images_per_s": round(rate * b, 1),
-            "D_params_trainable": count_parameters(Dt),
-        }
+            step()
+            rate = best_rate(step, args.seconds * 2, max(1, args.repeats - 1))
+            suffix = "" if fmt == "channels_last" else "_contiguous"
+            row[f"s_per_step{suffix}"] = round(1 / rate, 3)
+            if fmt == "channels_last":
+                row.update(steps_per_s=round(rate, 3), images_per_s=round(rate * b, 1))
+            row["D_params_trainable"] = count_parameters(Dt)
+        row["speedup_channels_last"] = round(row["s_per_step_contiguous"] / row["s_per_step"], 3)
+        training[name] = row
     res["training"] = {"batch": b, **training}
     res["load_avg_1min_end"] = os.getloadavg()[0]
     print(jsonout.dumps(res))

@@ -388,3 +388,41 @@ def test_mode_seeking_term_enters_the_generator_loss(tiny):
         LossConfig(ms_pairs=0.0).validate()
     with pytest.raises(UserError, match="ms_weight"):
         LossConfig(ms_weight=-1.0).validate()
+
+
+@pytest.mark.parametrize("name", ["galip", "scad-mi", "scad-dd"])
+def test_channels_last_is_the_same_computation(name):
+    """Training in NHWC (``GanTrainConfig.channels_last``) changes strides, not maths: the same G, D built twice from
+    one seed give the same fakes, D loss, G loss and G gradients in either memory format, to float32 rounding (the
+    convolutions reduce in another order; :func:`_close`'s rtol 1e-4 of the largest operand bounds that), and no
+    layer reshapes a channels-last tensor with ``view``."""
+    from clip_t2i.backbones import load_clip
+    from clip_t2i.gan.train import build
+
+    torch.manual_seed(0)
+    clip = load_clip("vit-t32")
+    e = F.normalize(torch.randn(4, 128), dim=1)
+    real = torch.rand(4, 3, 32, 32) * 2 - 1
+    runs = []
+    for channels_last in (False, True):
+        cfg = get_variant(name)
+        torch.manual_seed(1)
+        G, D, _ = build(cfg, clip)
+        if channels_last:
+            G.to(memory_format=torch.channels_last)
+            D.to(memory_format=torch.channels_last)
+        loss = GanLoss(G, D, cfg.loss)
+        z = torch.randn(4, G.z_dim, generator=torch.Generator().manual_seed(2))
+        fake = G(z, e)
+        ld, _ = loss.discriminator(real, fake, e, z)
+        lg, _ = loss.generator(fake, e, z)
+        grads = _grads(lg, G.trainable_parameters())
+        runs.append((fake, ld, lg, grads))
+        last_d = D
+        clip.to(memory_format=torch.contiguous_format)  # the CLIP is shared: restore it for the next build
+    (fa, da, ga, gra), (fb, db, gb, grb) = runs
+    assert _close(fa, fb, _mag(fa)) and _close(da, db, _mag(da)) and _close(ga, gb, _mag(ga))
+    assert any(p.ndim == 4 and not p.is_contiguous() for p in last_d.parameters())  # NHWC was really used
+    # a gradient is a backward pass through every layer of G, the CLIP blocks and D: ~10× the rounding of a loss
+    for a, b in zip(gra, grb, strict=True):
+        assert _close(a, b, max(_mag(a), 1e-12), rtol=1e-3)

@@ -33,6 +33,7 @@ class GanTrainConfig:
     ema_beta: float = 0.999  # EMA decay of G per step; effective decay min(beta, (1+t)/(10+t))
     resolution: int | None = None  # output side; None = the CLIP's input size
     mixed_precision: str = "no"  # no | bf16 | fp16 (GPU)
+    channels_last: bool = True  # NHWC memory format for G, D and G_ema: the same maths, faster convolutions on CPU
     seed: int = 0
     threads: int = 0  # torch intra-op threads (0 = leave as is)
     num_workers: int = 0  # DataLoader workers

@@ -178,6 +178,9 @@ def train_gan(cfg: GanTrainConfig) -> Path:
         opt_g.load_state_dict(state["opt_g"])
         opt_d.load_state_dict(state["opt_d"])
     start_step = int(state.get("step", 0))
+    if cfg.channels_last:  # same values, NHWC strides: ~10-15 % faster steps at 64² on CPU (benchmarks/gan_speed.py)
+        for module in (G, D, G_ema):
+            module.to(memory_format=torch.channels_last)
 
     accelerator = make_accelerator(run_dir, 1, cfg.mixed_precision)
     rank, world = accelerator.process_index, accelerator.num_processes
