@@ -261,3 +261,33 @@ def test_unreadable_file_is_one_line_error(tmp_path, suffix):
     with pytest.raises(UserError, match="cannot read") as e:
         load_clip(bad) if suffix == ".safetensors" else load_clip("vit-t64", pretrained=bad)
     assert "\n" not in str(e.value)
+
+
+def test_group_norm_tower_is_mode_free_and_round_trips(tmp_path):
+    """vision_norm "group": no BatchNorm left, train == eval exactly, bn3's zero init kept, save/load identical."""
+    clip = load_clip("rn-t64gn")
+    norms = [m for m in clip.visual.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert norms and not any(isinstance(m, torch.nn.BatchNorm2d) for m in clip.visual.modules())
+    assert all(m.num_channels % m.num_groups == 0 for m in norms)
+    assert float(clip.visual.layer1[0].bn3.weight.abs().max()) == 0.0  # open_clip's residual zero init survives
+    x = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    _perturbed(clip)
+    clip.train()
+    a = clip.encode_image(x)
+    clip.eval()
+    b = clip.encode_image(x)
+    assert torch.equal(a, b)  # GroupNorm has no running statistics: one function in both modes
+    path = clip.save(tmp_path / "gn.safetensors")
+    back = load_clip(str(path)).eval()
+    assert torch.equal(back.encode_image(x), b)
+
+
+def test_vision_norm_rejects_unknown_value_and_vit():
+    cfg = get_model_config("rn-t64gn")
+    cfg["vision_norm"] = "layer"
+    with pytest.raises(UserError, match="vision_norm must be"):
+        loading.validate_config(cfg, "test")
+    vit = get_model_config("vit-t64")
+    vit["vision_norm"] = "group"
+    with pytest.raises(UserError, match="needs an image tower with BatchNorm"):
+        loading.build_from_config(vit)

@@ -164,6 +164,36 @@ def _fix_open_clip_quirks(model: nn.Module, sd: dict[str, torch.Tensor]) -> dict
     return sd
 
 
+GROUP_NORM_CHANNELS = 16  # channels per group when a config asks for vision_norm "group"
+
+
+def swap_batchnorm(module: nn.Module) -> int:
+    """Replace every ``BatchNorm2d`` under ``module`` by ``GroupNorm(max(1, C // 16), C)``; return how many.
+
+    The affine weight and bias are copied, so open_clip's zero-initialised last norm of each residual block
+    (``bn3.weight = 0``) stays zero. GroupNorm has no running statistics: the tower computes the same function in
+    train and eval mode, which BatchNorm does not (a gradient trained on batch statistics is not the gradient
+    the tower gives at generation time, in eval mode).
+    """
+    count = 0
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            c = child.num_features
+            groups = max(1, c // GROUP_NORM_CHANNELS)
+            while c % groups:
+                groups -= 1
+            gn = nn.GroupNorm(groups, c, eps=child.eps, affine=child.affine)
+            if child.affine:
+                with torch.no_grad():
+                    gn.weight.copy_(child.weight)
+                    gn.bias.copy_(child.bias)
+            setattr(module, name, gn)
+            count += 1
+        else:
+            count += swap_batchnorm(child)
+    return count
+
+
 def build_from_config(config: dict[str, Any], quick_gelu: bool | None = None) -> ClipModel:
     """A randomly initialised ``ClipModel`` from a project config dict."""
     config = copy.deepcopy(config)
@@ -173,6 +203,8 @@ def build_from_config(config: dict[str, Any], quick_gelu: bool | None = None) ->
     custom_text = model_cfg.pop("custom_text", False)
     cls = open_clip.CustomTextCLIP if custom_text else open_clip.CLIP
     model = cls(**model_cfg)
+    if config.get("vision_norm", "batch") == "group" and swap_batchnorm(model.visual) == 0:
+        raise UserError("vision_norm 'group' needs an image tower with BatchNorm layers (a ResNet); this one has none")
     return ClipModel(model, config)
 
 
