@@ -369,3 +369,48 @@ def test_switching_to_the_vqgan_renderer_drops_the_pixel_presets_options() -> No
         .renderer_options["init"]
         == "image"
     )
+
+
+def test_equalize_preconditions_the_latent_by_the_decoder_sensitivity(tiny_vqgan: Path) -> None:
+    """equalize: params [u, z0, P]; u = 0 renders z0; S·P² is constant where P is not capped; u's gradient is P
+    times z's; project clamps z = z0 + P u to the codebook's range; each image's map comes from its generator."""
+    from clip_t2i.renderers.base import build_renderer
+
+    plain = build_renderer("vqgan", 32, {"vqgan": str(tiny_vqgan)})
+    r = build_renderer("vqgan", 32, {"vqgan": str(tiny_vqgan), "equalize": True, "equalize_max": 1e6})
+    gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
+    u, z0, p = r.init(2, gens)
+    (z_plain,) = plain.init(2, [torch.Generator().manual_seed(s) for s in (0, 1)])
+    assert torch.equal(z0, z_plain.detach()) and u.requires_grad and not z0.requires_grad and not p.requires_grad
+    assert torch.equal(u, torch.zeros_like(u)) and p.shape == (2, 1, 16, 16)
+    assert torch.allclose(p.mean((1, 2, 3)), torch.ones(2), rtol=1e-5)
+    assert torch.equal(r.render([u, z0, p]), plain.render([z_plain]))
+    # S·P² is one constant per image (uncapped): the map re-measured with the same probes (image 0's generator
+    # after its start's draw of random codes)
+    g0 = torch.Generator().manual_seed(0)
+    torch.randint(0, r.model.config.n_embed, (1, 16, 16), generator=g0)
+    s = r.sensitivity(z0[:1], g0)
+    e = s * p[:1].pow(2)
+    assert float(e.std() / e.mean()) < 1e-4
+    assert float(s.amax() / s.amin()) > 1.5  # a random decoder is uneven too, so the test checks a real rescaling
+    # the chain rule through z = z0 + P ⊙ u
+    r.render([u, z0, p]).mean().backward()
+    zz = z_plain.detach().clone().requires_grad_(True)
+    plain.render([zz]).mean().backward()
+    assert torch.allclose(u.grad, p * zz.grad, rtol=1e-4, atol=1e-9)
+    # clamping acts on z, not on u
+    with torch.no_grad():
+        u.add_(1e3)
+    r.project([u, z0, p], lambda t: t)
+    z = r.latent([u, z0, p])
+    cb = r.model.codebook
+    assert torch.allclose(z.amax((0, 2, 3)), cb.amax(0), atol=1e-3) and bool(
+        (z <= cb.amax(0).view(1, -1, 1, 1) + 1e-3).all()
+    )
+    assert r.codes([u, z0, p]).shape == (2, 16, 16)
+    # the cap holds, and bad options are refused
+    capped = build_renderer("vqgan", 32, {"vqgan": str(tiny_vqgan), "equalize": True, "equalize_max": 1.2})
+    pc = capped.init(1, torch.Generator().manual_seed(0))[2]
+    assert float(pc.max()) <= 1.2 + 1e-6 and float(pc.min()) >= 1 / 1.2 - 1e-6
+    with pytest.raises(UserError, match="equalize needs"):
+        build_renderer("vqgan", 32, {"vqgan": str(tiny_vqgan), "equalize": True, "equalize_probes": 0})

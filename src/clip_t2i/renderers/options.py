@@ -70,3 +70,7 @@ class VQGANOptions:
     quantize: bool = True  # straight-through quantisation to the nearest code (False: decode z itself)
     clamp: bool = True  # after each step, clamp z per dimension to the codebook's [min, max]
     decode_size: int | None = None  # decode at this side, then resize (bilinear) to the image size; None = image size
+    # precondition z so one step changes the decoded pixels equally at every code position (see the renderer)
+    equalize: bool = False
+    equalize_probes: int = 8  # random pixel cotangents per image for the sensitivity map
+    equalize_max: float = 10.0  # the per-position step factor is kept within [1/max, max]

@@ -7,6 +7,15 @@ Starts (``init``): ``random_codes`` (a uniform random code per cell, the noteboo
 (uniform noise pixels, encoded) or ``image`` (``init_image``, encoded); ``init_noise`` adds Gaussian noise to z.
 The decoded side must be a multiple of the VQGAN's downsampling factor; ``decode_size`` decodes at another side
 than the image's (e.g. the VQGAN's training side) and resizes the decoded image bilinearly to the image size.
+
+``equalize`` preconditions the latent. A decoder is not equally sensitive everywhere: at a flat grey start a small
+VQGAN's pixels can respond 20-40x more to some code positions than to others, and with Adam (whose step is about
+``lr`` per coordinate whatever the gradient's scale) the object grows where the decoder responds most, not where
+the prompt asks. With ``equalize`` the start's sensitivity map ``S_ij = E_v ||∂⟨D(z), v⟩/∂z_ij||²`` (v ~ N(0, I)
+pixel cotangents, ``equalize_probes`` of them, each image's from its generator) gives a per-position factor
+``P_ij ∝ S_ij^(-1/2)`` (mean 1, kept within ``[1/equalize_max, equalize_max]``), and the optimised parameter is u in
+``z = z_0 + P ⊙ u`` (u starts at 0). A step of u then moves the decoded pixels by about the same amount at every
+position. ``params`` is ``[u, z_0, P]``; only u is optimised.
 """
 
 from __future__ import annotations
@@ -57,11 +66,14 @@ def _check(o: VQGANOptions) -> None:
         raise UserError("vqgan init 'image' needs init_image=PATH")
     if not o.init_noise >= 0:
         raise UserError(f"init_noise must be >= 0, got {o.init_noise}")
+    if o.equalize and (o.equalize_probes < 1 or not o.equalize_max >= 1):
+        raise UserError("equalize needs equalize_probes >= 1 and equalize_max >= 1")
 
 
 @register_renderer
 class VQGANRenderer:
-    """``params = [z]``, ``z [B, embed_dim, size/f, size/f]``; see the module docstring."""
+    """``params = [z]``, ``z [B, embed_dim, size/f, size/f]`` (``[u, z_0, P]`` with ``equalize``); see the module
+    docstring."""
 
     name: ClassVar[str] = "vqgan"
     Options = VQGANOptions
@@ -112,10 +124,42 @@ class VQGANRenderer:
             if o.init_noise > 0:
                 z = z + torch.randn(z.shape, generator=g) * o.init_noise * self.z_std
             zs.append(z)
-        return [torch.cat(zs).clone().requires_grad_(True)]
+        z0 = torch.cat(zs).clone()
+        if not o.equalize:
+            return [z0.requires_grad_(True)]
+        factor = torch.cat([self.step_factor(z0[i : i + 1], g) for i, g in enumerate(gens)])
+        return [torch.zeros_like(z0).requires_grad_(True), z0, factor]
+
+    def sensitivity(self, z: Tensor, generator: torch.Generator) -> Tensor:
+        """``S_ij = mean_v ||∂⟨D(q(z)), v⟩/∂z_ij||²``, ``equalize_probes`` cotangents v ~ N(0, I): ``[1, 1, h, w]``."""
+        z = z.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            x = self._decode(z)
+            total = torch.zeros(z.shape[0], 1, *z.shape[2:])
+            for _ in range(self.options.equalize_probes):
+                v = torch.randn(x.shape, generator=generator)
+                (g,) = torch.autograd.grad(x, z, v, retain_graph=True)
+                total += g.pow(2).sum(1, keepdim=True)
+        return total / self.options.equalize_probes
+
+    def step_factor(self, z: Tensor, generator: torch.Generator) -> Tensor:
+        """``P ∝ S^(-1/2)`` with mean 1, clamped to ``[1/equalize_max, equalize_max]``: ``[1, 1, h, w]``."""
+        s = self.sensitivity(z, generator)
+        p = (s + 1e-12 * s.mean()).rsqrt()
+        p = p / p.mean()
+        cap = float(self.options.equalize_max)
+        return p.clamp(1.0 / cap, cap)
+
+    def latent(self, params: list[Tensor]) -> Tensor:
+        """The latent z the parameters stand for (``z_0 + P ⊙ u`` with ``equalize``)."""
+        return params[1] + params[2] * params[0] if self.options.equalize else params[0]
+
+    def _decode(self, z: Tensor) -> Tensor:
+        zq = straight_through(z, self.model.codebook)[0] if self.options.quantize else z
+        return self.model.decode_latent(zq)
 
     def render(self, params: list[Tensor]) -> Tensor:
-        z = params[0]
+        z = self.latent(params)
         zq = straight_through(z, self.model.codebook)[0] if self.options.quantize else z
         x = self.model.decode_latent(zq)
         if self.decode_size != self.size:
@@ -125,12 +169,18 @@ class VQGANRenderer:
     @torch.no_grad()
     def project(self, params: list[Tensor], projection: Callable[[Tensor], Tensor]) -> None:
         """z clamped per dimension to the codebook's range (the decoded image is clamped in :meth:`render`)."""
-        if self.options.clamp:
-            params[0].copy_(torch.maximum(torch.minimum(params[0], self.z_max), self.z_min))
+        if not self.options.clamp:
+            return
+        z = self.latent(params)
+        clamped = torch.maximum(torch.minimum(z, self.z_max), self.z_min)
+        if self.options.equalize:  # u such that z_0 + P ⊙ u is the clamped latent
+            params[0].copy_((clamped - params[1]) / params[2])
+        else:
+            params[0].copy_(clamped)
 
     def param_groups(self, params: list[Tensor]) -> list[dict[str, Any]]:
         return [{"params": [params[0]]}]
 
     def codes(self, params: list[Tensor]) -> Tensor:
         """The code indices ``[B, h, w]`` z currently quantises to."""
-        return straight_through(params[0].detach(), self.model.codebook)[1]
+        return straight_through(self.latent(params).detach(), self.model.codebook)[1]
