@@ -159,9 +159,7 @@ class VQGANRenderer:
         return self.model.decode_latent(zq)
 
     def render(self, params: list[Tensor]) -> Tensor:
-        z = self.latent(params)
-        zq = straight_through(z, self.model.codebook)[0] if self.options.quantize else z
-        x = self.model.decode_latent(zq)
+        x = self._decode(self.latent(params))
         if self.decode_size != self.size:
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
         return clamp_with_grad(x)
