@@ -282,6 +282,35 @@ def test_group_norm_tower_is_mode_free_and_round_trips(tmp_path):
     assert torch.equal(back.encode_image(x), b)
 
 
+def test_group_norm_stem_is_contrast_invariant_and_the_fixed_stem_is_not(tmp_path):
+    """A GroupNorm after the bias-free stem conv makes f(μ + α(x − μ)) = f(x) (so ∇f · (x − μ) = 0: the halo);
+    vision_norm "group-fixed-stem" (fix_stem_norm) keeps the function on its calibration images and breaks that."""
+    clip = _perturbed(load_clip("rn-t64gn")).eval()
+    mean = torch.tensor(clip.config["preprocess_cfg"]["mean"]).view(1, 3, 1, 1)
+    x = torch.rand(8, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    scaled = mean + 1.5 * (x - mean)
+    with torch.no_grad():
+        e, e_scaled = clip.encode_image(x, normalize=True), clip.encode_image(scaled, normalize=True)
+    invariant = float((e - e_scaled).abs().max())
+    assert invariant < 1e-5  # exact in real arithmetic; float32 rounding through ~20 layers only (~1e-7 seen)
+    loading.fix_stem_norm(clip, x)
+    assert isinstance(clip.visual.bn1, loading.FixedBatchNorm2d) and clip.config["vision_norm"] == "group-fixed-stem"
+    with torch.no_grad():
+        f, f_scaled = clip.encode_image(x, normalize=True), clip.encode_image(scaled, normalize=True)
+    assert float((e * f).sum(-1).min()) > 0.95  # per-image group statistics replaced by their mean over x
+    changed = float((f - f_scaled).abs().max())  # a random tower is nearly flat: ~5e-4 seen for seeds 1-3
+    assert changed > 1e-4 and changed > 100 * invariant  # no longer contrast invariant
+    clip.train()
+    a = clip.encode_image(x[:2])
+    clip.eval()
+    assert torch.equal(a, clip.encode_image(x[:2]))  # the fixed norm ignores the mode too
+    back = load_clip(str(clip.save(tmp_path / "fixed.safetensors"))).eval()
+    assert isinstance(back.visual.bn1, loading.FixedBatchNorm2d)
+    assert torch.equal(back.encode_image(x[:2]), clip.encode_image(x[:2]))
+    with pytest.raises(UserError, match="needs a vision_norm 'group' tower"):
+        loading.fix_stem_norm(clip, x)
+
+
 def test_vision_norm_rejects_unknown_value_and_vit():
     cfg = get_model_config("rn-t64gn")
     cfg["vision_norm"] = "layer"

@@ -6,7 +6,7 @@ start — grey, noise, low-res noise — or, with probability ``p_edit``, the sa
 or, with probability ``p_bg``, the same scene's background without the object),
 and ``t ~ U(0, 1)``::
 
-    x_t = (1 − t) x_src + t x*,     a = cos( vec ∇ₓ cos(f(x_t), g(c)),  vec (x* − x_t) )
+    x_t = (1 − t) x_src + t x*,     a = mean_{s ∈ S} cos( vec P_s ∇ₓ cos(f(x_t), g(c)),  vec P_s (x* − x_t) )
     L = λ_clip · L_clip(x*) + λ_align · mean(1 − a) [+ λ_adv · L_clip(x* + δ_adv)]
         [+ λ_distill · mean_{x ∈ {x*, x_t}} (1 − cos(f(x), f_T(x)))]
 
@@ -15,9 +15,10 @@ of seen renders and of the path images x_t where a frozen teacher ``f_T`` (by de
 whose text tower the aligned towers share) puts them, so the embedding geometry that carries zero-shot accuracy to
 the held-out combinations is anchored to the teacher's instead of being re-learnt from seen labels alone.
 
-``L_clip`` is the frozen-text multi-positive InfoNCE of the robust objectives (positives = same label). The
-alignment term needs a second-order backward (``create_graph=True``). Only ``split="train"`` combinations are
-ever rendered, so the held-out triples stay unseen.
+``P_s`` is s×s average pooling (``--align-scales``; S = {1} by default, the plain cosine). ``L_clip`` is the
+frozen-text multi-positive InfoNCE of the robust objectives (positives = same label). The alignment term needs
+a second-order backward (``create_graph=True``). Only ``split="train"`` combinations are ever rendered, so the
+held-out triples stay unseen.
 
     python experiments/robust/align_proto.py --out runs/align/NAME --steps 600 [--resume]
 """
@@ -34,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from clip_t2i.backbones import load_clip
-from clip_t2i.data.shapes import COLOURS, POSITIONS, SHAPES, ShapesWorld
+from clip_t2i.data.shapes import COLOURS, POSITIONS, SHAPES, Scenes, ShapesWorld
 from clip_t2i.robust.alignment import NEUTRAL_COARSE, flat_cos, neutral_starts
 from clip_t2i.robust.attacks import pgd
 from clip_t2i.training.losses import multi_positive_info_nce, positive_mask
@@ -71,6 +72,27 @@ def blurred(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         out[i] = F.conv2d(xi, w.view(1, 1, k, 1).expand(3, 1, k, 1), groups=3)[0]
     noise = 0.02 * torch.rand(x.shape[0], 1, 1, 1, generator=g) * torch.randn(x.shape, generator=g)
     return (out + noise).clamp(0, 1)
+
+
+def synthesis_lr(age: torch.Tensor, max_age: int, lr: float, lr_final: float = 0.01) -> torch.Tensor:
+    """The ``draw`` preset's cosine step-length schedule, read at each chain's age (its step count)."""
+    c = 0.5 * (1 + torch.cos(torch.pi * age.clamp(max=max_age).float() / max_age))
+    return lr_final + (lr - lr_final) * c
+
+
+def advance(clip, x: torch.Tensor, tvec: torch.Tensor, age: torch.Tensor, args, g: torch.Generator) -> torch.Tensor:
+    """``args.policy_advance`` steps of the synthesis itself on the chains ``x``: an L2-normalised ascent step on
+    cos(f(x), g(c)) of the schedule's length at each chain's age, through one view rolled by up to the preset's
+    1/8 of the side, clamped to [0, 1]. No parameter gradient is accumulated."""
+    shift = max(1, round(x.shape[-1] / 8))
+    for k in range(args.policy_advance):
+        xr = x.detach().requires_grad_(True)
+        dy, dx = (int(v) for v in torch.randint(-shift, shift + 1, (2,), generator=g))
+        sim = (clip.encode_image(torch.roll(xr, (dy, dx), (2, 3)), normalize=True) * tvec).sum()
+        (gr,) = torch.autograd.grad(sim, xr)
+        step = synthesis_lr(age + k, args.policy_max_age, args.policy_lr).view(-1, 1, 1, 1)
+        x = (xr + step * gr / gr.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)).clamp(0, 1).detach()
+    return x
 
 
 def main() -> None:
@@ -142,6 +164,33 @@ def main() -> None:
         "rotation 0) on a flat background at the source's mean level: the flow from a neutral start then points "
         "at one sharp render instead of the mean over the world's nuisance factors, a blob",
     )
+    ap.add_argument(
+        "--align-scales",
+        default="1",
+        help="comma list of average-pool factors s: the alignment is mean_s cos(pool_s(∇), pool_s(x* − x_t)); "
+        "factors > 1 weigh the low frequencies, where a dark halo around the object cancels the object's own mass "
+        "and a shrunken object misses the target's area (default 1: the plain cosine)",
+    )
+    ap.add_argument(
+        "--p-policy",
+        type=float,
+        default=0.0,
+        help="share of the batch whose source is a state of the synthesis itself: persistent chains started at a "
+        "neutral start and advanced by the current tower's own normalised gradient steps (the draw preset's "
+        "schedule), so the gradient is trained at the partly drawn images generation visits, not only on the "
+        "straight path from a neutral start to a render",
+    )
+    ap.add_argument("--policy-buffer", type=int, default=64, help="number of persistent synthesis chains")
+    ap.add_argument("--policy-advance", type=int, default=3, help="synthesis steps per chain per training step")
+    ap.add_argument("--policy-max-age", type=int, default=60, help="a chain restarts after this many steps")
+    ap.add_argument("--policy-lr", type=float, default=0.5, help="the chains' first step length (cosine to 0.01)")
+    ap.add_argument(
+        "--fix-stem",
+        action="store_true",
+        help="a vision_norm 'group' tower: make its stem norm a fixed affine (backbones.loading.fix_stem_norm, "
+        "statistics from 128 seen renders and 64 neutral starts) before training, so that the tower is no longer "
+        "invariant to the input's contrast and its gradient can add net brightness",
+    )
     ap.add_argument("--ckpt-every", type=int, default=100)
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args()
@@ -158,6 +207,13 @@ def main() -> None:
         assert not unexpected and all(k.startswith("visual.") for k in missing), (missing, unexpected)
     else:
         clip = load_clip(args.model)
+    if args.fix_stem:
+        from clip_t2i.backbones.loading import fix_stem_norm
+
+        gs = torch.Generator().manual_seed(args.seed * 3 + 2)
+        w0 = ShapesWorld(size=clip.image_size, level="one", split="train")
+        calib = torch.cat([w0.render(w0.sample_scenes(128, gs)), neutral_starts(64, clip.image_size, gs)])
+        fix_stem_norm(clip, calib)
     clip.config["train_data"] = "shapes"  # the world it learns (prompt vocabulary, retrieval priors)
     clip.config["robust"] = {"objective": "align", "align": args.align, "clip_weight": args.clip_weight}
     if args.adv:
@@ -204,8 +260,29 @@ def main() -> None:
         start = int(state["step"])
         print(f"resumed at step {start}", flush=True)
     eps = args.eps * clip.image_size / 224
+    scales = [int(v) for v in args.align_scales.split(",")]
+    assert scales and all(k >= 1 and clip.image_size % k == 0 for k in scales), "--align-scales: divisors of the size"
     coarse = NEUTRAL_COARSE if args.coarse is None else tuple(float(v) for v in args.coarse.split(","))
     assert len(coarse) == 2 and 0 <= coarse[0] <= 1 and coarse[1] >= 0, "--coarse PROB,STD"
+    n_pol = round(args.p_policy * args.batch)
+    assert 0 <= n_pol <= args.batch, "--p-policy in [0, 1]"
+    pool = None
+    if n_pol:
+        gp = torch.Generator().manual_seed(args.seed * 7 + 1)
+        npool = args.policy_buffer
+        lw = label_w if label_w is not None else torch.ones(len(allowed))
+        pool_labels = allowed[torch.multinomial(lw, npool, True, generator=gp)]
+        pool_x = neutral_starts(npool, clip.image_size, gp, coarse=coarse)
+        pool_age = torch.randint(0, args.policy_max_age // args.policy_advance, (npool,), generator=gp)
+        pool_age = pool_age * args.policy_advance
+        pool_age_now = torch.zeros(npool, dtype=torch.long)
+        while (pool_age_now < pool_age).any():  # stagger the chains: each starts at its own age
+            m = pool_age_now < pool_age
+            pool_x[m] = advance(clip, pool_x[m], text[pool_labels[m]], pool_age_now[m], args, gp)
+            pool_age_now[m] += args.policy_advance
+        pool = {"x": pool_x, "labels": pool_labels, "age": pool_age, "cursor": 0}
+        if args.resume and ck.exists() and "pool" in state:
+            pool = state["pool"]
     log = open(out / "log.jsonl", "a")
     running_bn = args.bn_mode == "running"
     clip.eval() if running_bn else clip.train()
@@ -222,6 +299,19 @@ def main() -> None:
             )
         else:  # the uniform draw of the earlier stages, bit for bit
             scenes = world.sample_scenes(args.batch, g)
+        if pool is not None:  # the first n_pol items: chains of the synthesis, with renders of their captions
+            idx = (pool["cursor"] + torch.arange(n_pol)) % len(pool["labels"])
+            pool["cursor"] = int(idx[-1] + 1) % len(pool["labels"])
+            pol_lab = pool["labels"][idx]
+            pool["x"][idx] = advance(clip, pool["x"][idx], text[pol_lab], pool["age"][idx], args, g)
+            pool["age"][idx] += args.policy_advance
+            pol = world.sample_scenes(n_pol, g, pol_lab)
+            # the render on the chain's own background (per-channel median, flat): the target x* − x_t is then
+            # the object still to be drawn, not the world's unpredictable background change
+            med = pool["x"][idx].flatten(2).median(2).values  # [n_pol, 3]
+            level = med.mean(1)
+            pol = pol.replace(bg_level=level, bg_tint=med - level[:, None], bg_gradient=torch.zeros(n_pol, 2))
+            scenes = Scenes.cat([pol, scenes[n_pol:]])
         labels = world.labels(scenes)
         x_star = world.render(scenes)
         tgt = text[labels]
@@ -246,6 +336,14 @@ def main() -> None:
             empty = world.render(sc.replace(scale=torch.zeros_like(sc.scale)))
             sigma = 0.02 * torch.rand(len(sc), 1, 1, 1, generator=g)
             src[bg] = (empty + sigma * torch.randn(empty.shape, generator=g)).clamp(0, 1)
+        if pool is not None:
+            src[:n_pol] = pool["x"][idx]
+            old = idx[pool["age"][idx] >= args.policy_max_age]  # finished chains restart at a neutral start
+            if len(old):
+                lw = label_w if label_w is not None else torch.ones(len(allowed))
+                pool["labels"][old] = allowed[torch.multinomial(lw, len(old), True, generator=g)]
+                pool["x"][old] = neutral_starts(len(old), clip.image_size, g, coarse=coarse)
+                pool["age"][old] = 0
         canon = torch.zeros(args.batch, dtype=torch.bool)
         if args.canonical > 0:  # drawn after every other source draw, so the default run's stream is unchanged
             neutral = u >= lo + args.p_bg
@@ -273,7 +371,13 @@ def main() -> None:
                 clip.eval()
         sim = (clip.encode_image(x_t, normalize=True) * tgt).sum(-1)
         (grad,) = torch.autograd.grad(sim.sum(), x_t, create_graph=True)
-        a = flat_cos(grad, x_tgt - x_t.detach())
+        diff = x_tgt - x_t.detach()
+        a = torch.stack(
+            [
+                flat_cos(F.avg_pool2d(grad, k) if k > 1 else grad, F.avg_pool2d(diff, k) if k > 1 else diff)
+                for k in scales
+            ]
+        ).mean(0)
         l_align = (1 - a).mean()
         loss = loss + args.align * l_align
         l_adv = torch.zeros(())
@@ -316,12 +420,16 @@ def main() -> None:
                 "lr": sched.get_last_lr()[0],
                 "s": round(time.time() - t0, 1),
             }
+            if n_pol:
+                rec["align_cos_policy"] = round(float(a[:n_pol].mean()), 4)
             print(json.dumps(rec), flush=True)
             log.write(json.dumps(rec) + "\n")
             log.flush()
         if (step + 1) % args.ckpt_every == 0 or step == args.steps - 1:
             tmp = ck.with_suffix(".tmp")
             state = {"visual": clip.visual.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict()}
+            if pool is not None:
+                state["pool"] = pool
             torch.save({**state, "step": step + 1}, tmp)
             os.replace(tmp, ck)
     clip.eval()

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import open_clip
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from clip_t2i.backbones.clip import METADATA_KEY, ClipModel
@@ -165,33 +166,87 @@ def _fix_open_clip_quirks(model: nn.Module, sd: dict[str, torch.Tensor]) -> dict
 
 
 GROUP_NORM_CHANNELS = 16  # channels per group when a config asks for vision_norm "group"
+STEM_NORM = "bn1"  # open_clip ModifiedResNet: the norm right after the first convolution (conv1 has no bias)
 
 
-def swap_batchnorm(module: nn.Module) -> int:
+class FixedBatchNorm2d(nn.BatchNorm2d):
+    """A ``BatchNorm2d`` that normalises with its stored statistics in train mode too: a fixed per-channel affine.
+
+    ``y = (x − running_mean) / sqrt(running_var + eps) · weight + bias``; the statistics are never updated.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+
+
+def swap_batchnorm(module: nn.Module, fixed: tuple[str, ...] = ()) -> int:
     """Replace every ``BatchNorm2d`` under ``module`` by ``GroupNorm(max(1, C // 16), C)``; return how many.
 
     The affine weight and bias are copied, so open_clip's zero-initialised last norm of each residual block
     (``bn3.weight = 0``) stays zero. GroupNorm has no running statistics: the tower computes the same function in
     train and eval mode, which BatchNorm does not (a gradient trained on batch statistics is not the gradient
     the tower gives at generation time, in eval mode).
+
+    Children of ``module`` named in ``fixed`` become :class:`FixedBatchNorm2d` instead. A GroupNorm right after a
+    bias-free first convolution makes the tower exactly invariant to the input's contrast about the
+    normalisation mean, ``f(μ + α (x − μ)) = f(x)``, so its input gradient satisfies ``∇f · (x − μ) = 0``: from a
+    flat start the gradient has zero total mass and every bright stroke comes with an equally dark halo. A fixed
+    affine there breaks the invariance (vision_norm "group-fixed-stem").
     """
     count = 0
     for name, child in module.named_children():
-        if isinstance(child, nn.BatchNorm2d):
+        if isinstance(child, nn.BatchNorm2d) and not isinstance(child, FixedBatchNorm2d):
             c = child.num_features
-            groups = max(1, c // GROUP_NORM_CHANNELS)
-            while c % groups:
-                groups -= 1
-            gn = nn.GroupNorm(groups, c, eps=child.eps, affine=child.affine)
-            if child.affine:
-                with torch.no_grad():
-                    gn.weight.copy_(child.weight)
-                    gn.bias.copy_(child.bias)
-            setattr(module, name, gn)
+            if name in fixed:
+                new: nn.Module = FixedBatchNorm2d(c, eps=child.eps, affine=child.affine)
+                new.load_state_dict(child.state_dict())
+            else:
+                groups = max(1, c // GROUP_NORM_CHANNELS)
+                while c % groups:
+                    groups -= 1
+                new = nn.GroupNorm(groups, c, eps=child.eps, affine=child.affine)
+                if child.affine:
+                    with torch.no_grad():
+                        new.weight.copy_(child.weight)
+                        new.bias.copy_(child.bias)
+            setattr(module, name, new)
             count += 1
         else:
             count += swap_batchnorm(child)
     return count
+
+
+@torch.no_grad()
+def fix_stem_norm(clip: Any, images: torch.Tensor) -> None:
+    """Turn a ``vision_norm "group"`` tower into ``"group-fixed-stem"`` in place, keeping its function on ``images``.
+
+    The stem GroupNorm's per-group mean and variance, averaged over ``images`` ``[N, 3, H, W]`` in [0, 1], become
+    the running statistics of a :class:`FixedBatchNorm2d` with the same affine weights, so on typical inputs the
+    tower computes nearly what it did; the config is updated so that saving and loading rebuild it.
+    """
+    if clip.config.get("vision_norm") != "group":
+        raise UserError(f"fix_stem_norm needs a vision_norm 'group' tower, not {clip.config.get('vision_norm')!r}")
+    vis = clip.visual
+    gn = getattr(vis, STEM_NORM)
+    captured: list[torch.Tensor] = []
+    handle = gn.register_forward_hook(lambda m, inp, out: captured.append(inp[0]))
+    try:
+        clip.encode_image(images)
+    finally:
+        handle.remove()
+    h = captured[0].float()  # [N, C, H, W], the stem conv's output
+    n, c = h.shape[:2]
+    grouped = h.reshape(n, gn.num_groups, -1)
+    mean = grouped.mean(-1).mean(0).repeat_interleave(c // gn.num_groups)
+    var = grouped.var(-1, unbiased=False).mean(0).repeat_interleave(c // gn.num_groups)
+    fixed = FixedBatchNorm2d(c, eps=gn.eps, affine=gn.affine).to(h.device)
+    fixed.running_mean.copy_(mean)
+    fixed.running_var.copy_(var)
+    if gn.affine:
+        fixed.weight.copy_(gn.weight)
+        fixed.bias.copy_(gn.bias)
+    setattr(vis, STEM_NORM, fixed)
+    clip.config["vision_norm"] = "group-fixed-stem"
 
 
 def build_from_config(config: dict[str, Any], quick_gelu: bool | None = None) -> ClipModel:
@@ -203,8 +258,15 @@ def build_from_config(config: dict[str, Any], quick_gelu: bool | None = None) ->
     custom_text = model_cfg.pop("custom_text", False)
     cls = open_clip.CustomTextCLIP if custom_text else open_clip.CLIP
     model = cls(**model_cfg)
-    if config.get("vision_norm", "batch") == "group" and swap_batchnorm(model.visual) == 0:
-        raise UserError("vision_norm 'group' needs an image tower with BatchNorm layers (a ResNet); this one has none")
+    norm = config.get("vision_norm", "batch")
+    if norm != "batch":
+        fixed = (STEM_NORM,) if norm == "group-fixed-stem" else ()
+        if fixed and not isinstance(getattr(model.visual, STEM_NORM, None), nn.BatchNorm2d):
+            raise UserError(f"vision_norm {norm!r} needs a ResNet image tower with a stem norm {STEM_NORM!r}")
+        if swap_batchnorm(model.visual, fixed) == 0:
+            raise UserError(
+                f"vision_norm {norm!r} needs an image tower with BatchNorm layers (a ResNet); this one has none"
+            )
     return ClipModel(model, config)
 
 

@@ -62,7 +62,9 @@ class ProjectModelConfig:
     train_data: str | None = None  # checkpoints: the world the weights were trained on (shapes, digits, custom)
     robust: dict | None = None  # checkpoints of robust fine-tunes: objective, attack, eps, ...
     # "batch" (open_clip's own layers) or "group": every BatchNorm2d of the image tower becomes a GroupNorm, so
-    # train and eval modes compute the same function (no running statistics; see loading.swap_batchnorm)
+    # train and eval modes compute the same function (no running statistics; see loading.swap_batchnorm);
+    # "group-fixed-stem": the same but the stem's first norm is a fixed affine, so the tower is not invariant to
+    # the input's contrast (whose gradient has zero mass from a flat start: a dark halo around every stroke)
     vision_norm: str = "batch"
 
 
@@ -74,8 +76,11 @@ def validate_config(cfg: dict[str, Any], where: str) -> dict[str, Any]:
             raise UserError(f"model config {where}: model_cfg lacks {key!r}")
     if parsed.tokenizer.type not in ("words", "open_clip"):
         raise UserError(f"model config {where}: tokenizer.type must be 'words' or 'open_clip'")
-    if parsed.vision_norm not in ("batch", "group"):
-        raise UserError(f"model config {where}: vision_norm must be 'batch' or 'group', not {parsed.vision_norm!r}")
+    if parsed.vision_norm not in ("batch", "group", "group-fixed-stem"):
+        raise UserError(
+            f"model config {where}: vision_norm must be 'batch', 'group' or 'group-fixed-stem', "
+            f"not {parsed.vision_norm!r}"
+        )
     size = parsed.preprocess_cfg.size
     if min(size if isinstance(size, tuple) else (size,)) < 1:
         raise UserError(f"model config {where}: preprocess_cfg.size must be >= 1")
