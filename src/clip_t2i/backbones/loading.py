@@ -190,7 +190,7 @@ def swap_batchnorm(module: nn.Module, fixed: tuple[str, ...] = ()) -> int:
     Children of ``module`` named in ``fixed`` become :class:`FixedBatchNorm2d` instead. A GroupNorm right after a
     bias-free first convolution makes the tower exactly invariant to the input's contrast about the
     normalisation mean, ``f(μ + α (x − μ)) = f(x)``, so its input gradient satisfies ``∇f · (x − μ) = 0``: from a
-    flat start the gradient has zero total mass and every bright stroke comes with an equally dark halo. A fixed
+    flat start the gradient has zero total mass (every bright stroke is paid for by an equal dark mass). A fixed
     affine there breaks the invariance (vision_norm "group-fixed-stem").
     """
     count = 0

@@ -64,7 +64,7 @@ class ProjectModelConfig:
     # "batch" (open_clip's own layers) or "group": every BatchNorm2d of the image tower becomes a GroupNorm, so
     # train and eval modes compute the same function (no running statistics; see loading.swap_batchnorm);
     # "group-fixed-stem": the same but the stem's first norm is a fixed affine, so the tower is not invariant to
-    # the input's contrast (whose gradient has zero mass from a flat start: a dark halo around every stroke)
+    # the input's contrast (whose gradient has zero mass from a flat start)
     vision_norm: str = "batch"
 
 
