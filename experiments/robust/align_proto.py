@@ -74,6 +74,14 @@ def blurred(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return (out + noise).clamp(0, 1)
 
 
+def on_own_background(scenes: Scenes, x: torch.Tensor) -> Scenes:
+    """``scenes`` re-backgrounded to a flat copy of each image's own (per-channel median of ``x`` ``[n, 3, H, W]``):
+    the target ``render − x`` is then the object still to be drawn, not the world's unpredictable background change."""
+    med = x.flatten(2).median(2).values  # [n, 3]
+    level = med.mean(1)
+    return scenes.replace(bg_level=level, bg_tint=med - level[:, None], bg_gradient=torch.zeros(len(x), 2))
+
+
 def synthesis_lr(age: torch.Tensor, max_age: int, lr: float, lr_final: float = 0.01) -> torch.Tensor:
     """The ``draw`` preset's cosine step-length schedule, read at each chain's age (its step count)."""
     c = 0.5 * (1 + torch.cos(torch.pi * age.clamp(max=max_age).float() / max_age))
@@ -267,11 +275,13 @@ def main() -> None:
     n_pol = round(args.p_policy * args.batch)
     assert 0 <= n_pol <= args.batch, "--p-policy in [0, 1]"
     pool = None
-    if n_pol:
+    pool_w = label_w if label_w is not None else torch.ones(len(allowed))  # the chains' caption draw
+    if n_pol and args.resume and ck.exists() and "pool" in state:
+        pool = state["pool"]
+    elif n_pol:
         gp = torch.Generator().manual_seed(args.seed * 7 + 1)
         npool = args.policy_buffer
-        lw = label_w if label_w is not None else torch.ones(len(allowed))
-        pool_labels = allowed[torch.multinomial(lw, npool, True, generator=gp)]
+        pool_labels = allowed[torch.multinomial(pool_w, npool, True, generator=gp)]
         pool_x = neutral_starts(npool, clip.image_size, gp, coarse=coarse)
         pool_age = torch.randint(0, args.policy_max_age // args.policy_advance, (npool,), generator=gp)
         pool_age = pool_age * args.policy_advance
@@ -281,8 +291,6 @@ def main() -> None:
             pool_x[m] = advance(clip, pool_x[m], text[pool_labels[m]], pool_age_now[m], args, gp)
             pool_age_now[m] += args.policy_advance
         pool = {"x": pool_x, "labels": pool_labels, "age": pool_age, "cursor": 0}
-        if args.resume and ck.exists() and "pool" in state:
-            pool = state["pool"]
     log = open(out / "log.jsonl", "a")
     running_bn = args.bn_mode == "running"
     clip.eval() if running_bn else clip.train()
@@ -305,12 +313,7 @@ def main() -> None:
             pol_lab = pool["labels"][idx]
             pool["x"][idx] = advance(clip, pool["x"][idx], text[pol_lab], pool["age"][idx], args, g)
             pool["age"][idx] += args.policy_advance
-            pol = world.sample_scenes(n_pol, g, pol_lab)
-            # the render on the chain's own background (per-channel median, flat): the target x* − x_t is then
-            # the object still to be drawn, not the world's unpredictable background change
-            med = pool["x"][idx].flatten(2).median(2).values  # [n_pol, 3]
-            level = med.mean(1)
-            pol = pol.replace(bg_level=level, bg_tint=med - level[:, None], bg_gradient=torch.zeros(n_pol, 2))
+            pol = on_own_background(world.sample_scenes(n_pol, g, pol_lab), pool["x"][idx])
             scenes = Scenes.cat([pol, scenes[n_pol:]])
         labels = world.labels(scenes)
         x_star = world.render(scenes)
@@ -340,8 +343,7 @@ def main() -> None:
             src[:n_pol] = pool["x"][idx]
             old = idx[pool["age"][idx] >= args.policy_max_age]  # finished chains restart at a neutral start
             if len(old):
-                lw = label_w if label_w is not None else torch.ones(len(allowed))
-                pool["labels"][old] = allowed[torch.multinomial(lw, len(old), True, generator=g)]
+                pool["labels"][old] = allowed[torch.multinomial(pool_w, len(old), True, generator=g)]
                 pool["x"][old] = neutral_starts(len(old), clip.image_size, g, coarse=coarse)
                 pool["age"][old] = 0
         canon = torch.zeros(args.batch, dtype=torch.bool)
@@ -372,12 +374,8 @@ def main() -> None:
         sim = (clip.encode_image(x_t, normalize=True) * tgt).sum(-1)
         (grad,) = torch.autograd.grad(sim.sum(), x_t, create_graph=True)
         diff = x_tgt - x_t.detach()
-        a = torch.stack(
-            [
-                flat_cos(F.avg_pool2d(grad, k) if k > 1 else grad, F.avg_pool2d(diff, k) if k > 1 else diff)
-                for k in scales
-            ]
-        ).mean(0)
+        pooled = [(grad, diff) if k == 1 else (F.avg_pool2d(grad, k), F.avg_pool2d(diff, k)) for k in scales]
+        a = torch.stack([flat_cos(gk, dk) for gk, dk in pooled]).mean(0)
         l_align = (1 - a).mean()
         loss = loss + args.align * l_align
         l_adv = torch.zeros(())

@@ -56,13 +56,9 @@ def main() -> None:
         if k in ages:
             xr = x.clone().requires_grad_(True)
             (gr,) = torch.autograd.grad((clip.encode_image(xr, normalize=True) * text[lab]).sum(), xr)
-            med = x.flatten(2).median(2).values
-            level = med.mean(1)
             tg = []
             for _ in range(32):
-                sc = world.sample_scenes(args.n, g, lab)
-                sc = sc.replace(bg_level=level, bg_tint=med - level[:, None], bg_gradient=torch.zeros(args.n, 2))
-                tg.append(world.render(sc) - x)
+                tg.append(world.render(align_proto.on_own_background(world.sample_scenes(args.n, g, lab), x)) - x)
             tg = torch.stack(tg)
             mean_t = tg.mean(0)
             rows[k] = {
